@@ -1,0 +1,1 @@
+"""The chat-triage pipeline: contracts, transforms, graph and entry points."""

@@ -1,0 +1,150 @@
+"""The shape of every record that enters or leaves the pipeline: the one place it is defined."""
+
+from __future__ import annotations
+
+import base64
+import enum
+from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
+
+MAX_CHAT_CHARS = 8_000
+MAX_SUMMARY_CHARS = 512
+MAX_DRAFT_CHARS = 4_000
+
+# Ids arrive as JSON numbers or strings; bools and floats are rejected rather than coerced.
+Identifier = StrictInt | Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
+Sentiment = Annotated[StrictInt, Field(ge=-1, le=1)]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, as every record stamps it."""
+    return datetime.now(timezone.utc)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """A one-line reason naming each invalid field, for people reading dead letters."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+
+
+class Record(BaseModel):
+    """Base of all contracts: immutable, and unknown fields are an error, not silently kept."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChatMessage(Record):
+    """A finished support chat, as it arrives on Pub/Sub or in a JSON Lines file."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: Identifier
+    user_id: Identifier
+    chat_message: Annotated[
+        StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CHAT_CHARS)
+    ]
+    message_id: str | None = Field(default=None, description="Pub/Sub message id, for tracing.")
+    publish_time: datetime | None = Field(default=None, description="Pub/Sub publish time.")
+
+    @property
+    def chat_id(self) -> str:
+        return str(self.id)
+
+    def payload(self) -> str:
+        """The message as the upstream system sent it, without the Pub/Sub envelope."""
+        return self.model_dump_json(include={"id", "user_id", "chat_message"})
+
+
+class ModelReply(Record):
+    """The triage model's answer: what the reply parser accepts."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    sentiment: Sentiment
+    summary: Annotated[
+        StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SUMMARY_CHARS)
+    ]
+
+
+class ApologyDraft(Record):
+    """The apology model's answer: a draft a human agent reviews before sending."""
+
+    text: Annotated[
+        StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DRAFT_CHARS)
+    ]
+
+
+class TriageRow(Record):
+    """A positive or neutral chat, as stored in BigQuery."""
+
+    chat_id: str
+    user_id: str
+    sentiment: Annotated[int, Field(ge=0, le=1)]
+    summary: str
+    model_id: str
+    prompt_version: str
+    processed_at: datetime
+
+
+class NegativeChat(Record):
+    """A chat triaged as negative, on its way to the apology model."""
+
+    chat: ChatMessage
+    reply: ModelReply
+    model_id: str
+    prompt_version: str
+
+
+class ReviewMessage(Record):
+    """An unhappy customer's chat with the drafted apology, for a human agent to review."""
+
+    chat_id: str
+    user_id: str
+    chat_message: str
+    summary: str
+    draft_reply: str
+    model_id: str
+    triage_prompt_version: str
+    apology_prompt_version: str
+    processed_at: datetime
+
+
+class Stage(str, enum.Enum):
+    """Where in the pipeline a record failed."""
+
+    INPUT = "input"
+    TRIAGE_INFERENCE = "triage_inference"
+    TRIAGE_REPLY = "triage_reply"
+    APOLOGY_INFERENCE = "apology_inference"
+    APOLOGY_REPLY = "apology_reply"
+    SINK = "sink"
+
+
+class DeadLetter(Record):
+    """A record that could not be processed, kept with everything needed to replay it."""
+
+    payload: str = Field(description="The original message, as text or base64 (see payload_encoding).")
+    payload_encoding: str = Field(default="utf-8", pattern="^(utf-8|base64)$")
+    stage: Stage
+    reason: str
+    chat_id: str | None = None
+    raw_output: str | None = Field(default=None, description="The model's raw reply, if there was one.")
+    model_id: str | None = None
+    prompt_version: str | None = None
+    attempt: int = Field(default=1, ge=1)
+    failed_at: datetime = Field(default_factory=utc_now)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, **fields) -> DeadLetter:
+        """A dead letter for a raw payload, kept losslessly even when it is not UTF-8."""
+        try:
+            return cls(payload=data.decode("utf-8"), **fields)
+        except UnicodeDecodeError:
+            return cls(payload=base64.b64encode(data).decode("ascii"), payload_encoding="base64", **fields)
+
+    def payload_bytes(self) -> bytes:
+        """The original payload, exactly as it arrived."""
+        if self.payload_encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode("utf-8")

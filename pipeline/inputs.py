@@ -1,0 +1,57 @@
+"""Parse and validate incoming chats; anything unusable becomes a dead letter with its reason."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from pydantic import ValidationError
+
+from pipeline.contracts import ChatMessage, DeadLetter, Stage, describe_validation_error
+from pipeline.dead_letters import ERROR
+
+NAMESPACE = "chat_triage"
+
+
+class ParseChatFn(beam.DoFn):
+    """Turns one raw payload (bytes, or a Pub/Sub message) into a `ChatMessage` or a dead letter."""
+
+    def __init__(self):
+        self._parsed = beam.metrics.Metrics.counter(NAMESPACE, "chats_parsed")
+        self._rejected = beam.metrics.Metrics.counter(NAMESPACE, "chats_rejected")
+
+    def process(self, element: bytes | PubsubMessage):
+        data, envelope = _unwrap(element)
+        try:
+            fields = json.loads(data.decode("utf-8"))
+            if not isinstance(fields, dict):
+                raise ValueError(f"expected a JSON object, got {type(fields).__name__}")
+            chat = ChatMessage.model_validate({**fields, **envelope})
+        except UnicodeDecodeError as error:
+            yield self._reject(data, f"payload is not UTF-8: {error.reason} at byte {error.start}")
+        except ValidationError as error:
+            yield self._reject(data, describe_validation_error(error))
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            yield self._reject(data, f"payload is not a JSON object: {error}")
+        else:
+            self._parsed.inc()
+            yield chat
+
+    def _reject(self, data: bytes, reason: str) -> beam.pvalue.TaggedOutput:
+        self._rejected.inc()
+        return beam.pvalue.TaggedOutput(ERROR, DeadLetter.from_bytes(data, stage=Stage.INPUT, reason=reason))
+
+
+def _unwrap(element: bytes | PubsubMessage) -> tuple[bytes, dict]:
+    """The payload, and the Pub/Sub fields kept for tracing."""
+    if isinstance(element, PubsubMessage):
+        return element.data, {"message_id": element.message_id, "publish_time": element.publish_time}
+    return element, {}
+
+
+class ParseChats(beam.PTransform):
+    """Raw payloads in; valid chats on the main output and dead letters on `dead_letter`."""
+
+    def expand(self, payloads):
+        return payloads | "ParseChat" >> beam.ParDo(ParseChatFn()).with_outputs(ERROR, main="chats")

@@ -1,0 +1,73 @@
+"""Command-line flags of every entry point, as Beam `PipelineOptions` (the Flex Template metadata mirrors them)."""
+
+from __future__ import annotations
+
+import json
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+def _sampler(value: str) -> str | dict:
+    """A KerasHub sampler: a name (`greedy`, `top_k`) or a JSON config such as `{"class_name": "top_k", ...}`."""
+    return json.loads(value) if value.lstrip().startswith("{") else value
+
+
+def _bool(value: str) -> bool:
+    """`true` or `false`, as Flex Template parameters pass them (argparse's `type=bool` takes any text as true)."""
+    if value.lower() not in {"true", "false"}:
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value.lower() == "true"
+
+
+def require(options: PipelineOptions, *names: str) -> None:
+    """Stops with a usage error naming the missing flags.
+
+    Flags are not `required=True` in argparse because Beam parses every options class it has imported.
+    """
+    missing = [f"--{name}" for name in names if getattr(options, name) in (None, "")]
+    if missing:
+        raise SystemExit(f"missing required flags: {' '.join(missing)}")
+
+
+class TriageOptions(PipelineOptions):
+    """The model and prompts, shared by the batch and streaming jobs."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--model", help="KerasHub preset for triage: a folder, gs://… or kaggle://….")
+        parser.add_argument("--model_id", default=None, help="Model id written into outputs (default: the preset's name).")
+        parser.add_argument("--max_length", type=int, default=512, help="Max tokens, prompt plus reply, for triage.")
+        parser.add_argument("--sampler", type=_sampler, default="greedy", help="Sampler for triage: a name or JSON config.")
+        parser.add_argument("--apology_model", default=None, help="KerasHub preset for apologies (default: --model).")
+        parser.add_argument("--apology_max_length", type=int, default=768, help="Max tokens, prompt plus draft.")
+        parser.add_argument("--apology_sampler", type=_sampler, default="greedy", help="Sampler for apology drafts.")
+        parser.add_argument("--max_batch_size", type=int, default=8, help="Most prompts per generate() call.")
+        parser.add_argument(
+            "--max_batch_duration_secs", type=int, default=None,
+            help="Longest a streaming batch waits to fill up before it is sent to the model.",
+        )
+        parser.add_argument("--prompts_dir", default=None, help="Folder of prompt TOML files (default: the packaged prompts/).")
+        parser.add_argument(
+            "--share_model_across_processes", type=_bool, default=True,
+            help="true: one model per worker machine, shared by its SDK processes; false: one per process.",
+        )
+
+
+class BatchOptions(TriageOptions):
+    """Flags of `python -m pipeline.batch`."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", help="Glob of JSON Lines files of chats.")
+        parser.add_argument("--output_dir", help="Folder for main*.jsonl, negative*.jsonl, error*.jsonl.")
+
+
+class StreamingOptions(TriageOptions):
+    """Flags of `python -m pipeline.run`."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input_subscription", help="projects/P/subscriptions/S with chat JSON.")
+        parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE for sentiment 1 and 0.")
+        parser.add_argument("--review_topic", help="projects/P/topics/T for drafts to review.")
+        parser.add_argument("--dead_letter_topic", help="projects/P/topics/T for dead letters.")

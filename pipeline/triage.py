@@ -1,0 +1,180 @@
+"""Triage: prompt the model about each chat, then route its reply to `main`, `negative` or `error`."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+
+from handlers.gemma import GemmaModelHandler, Generation
+from pipeline.contracts import (
+    ApologyDraft,
+    ChatMessage,
+    ModelReply,
+    NegativeChat,
+    ReviewMessage,
+    Stage,
+    TriageRow,
+    utc_now,
+)
+from pipeline.dead_letters import ERROR, chat_of, for_chat, for_failed_batch
+from pipeline.inputs import NAMESPACE
+from pipeline.prompts import PromptTemplate
+from pipeline.replies import ReplyError, parse_apology, parse_triage_reply
+
+MAIN = "main"
+NEGATIVE = "negative"
+
+
+class CreatePrompts(beam.PTransform):
+    """Chats in; `(chat, prompt)` pairs out, keyed by the chat itself so replies need no join."""
+
+    def __init__(self, template: PromptTemplate):
+        super().__init__()
+        self._template = template
+
+    def expand(self, chats):
+        template = self._template
+        return chats | "Render" >> beam.Map(
+            lambda chat: (chat, template.render(chat=chat.chat_message, user_id=chat.user_id))
+        )
+
+
+def _reply_text(result: PredictionResult) -> str:
+    """The model's reply, or a ReplyError when the prompt left it no room to answer."""
+    generation: Generation = result.inference
+    if not generation.prompt_fitted:
+        raise ReplyError(
+            f"the prompt is {generation.prompt_tokens} tokens; max_length {generation.max_length} leaves no room"
+        )
+    return generation.text
+
+
+class _ParseReplyFn(beam.DoFn):
+    """Validates one model reply; an invalid one becomes an `error` record that keeps the raw text."""
+
+    stage: Stage
+
+    def __init__(self, prompt_version: str):
+        self._prompt_version = prompt_version
+        self._invalid = beam.metrics.Metrics.counter(NAMESPACE, f"{self.stage.value}_invalid")
+
+    def process(self, element: tuple[ChatMessage | NegativeChat, PredictionResult]):
+        key, result = element
+        try:
+            yield self.route(key, self.parse(_reply_text(result)), result.model_id)
+        except ReplyError as error:
+            self._invalid.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERROR,
+                for_chat(
+                    chat_of(key), self.stage, str(error), raw_output=result.inference.text,
+                    model_id=result.model_id, prompt_version=self._prompt_version,
+                ),
+            )
+
+
+class ParseTriageReplyFn(_ParseReplyFn):
+    """Routes a triage reply: sentiment 1 or 0 to `main`, -1 to `negative`, anything invalid to `error`."""
+
+    stage = Stage.TRIAGE_REPLY
+    parse = staticmethod(parse_triage_reply)
+
+    def __init__(self, prompt_version: str):
+        super().__init__(prompt_version)
+        self._sentiments = {
+            value: beam.metrics.Metrics.counter(NAMESPACE, f"sentiment_{name}")
+            for value, name in ((1, "positive"), (0, "neutral"), (-1, "negative"))
+        }
+
+    def route(self, chat: ChatMessage, reply: ModelReply, model_id: str):
+        self._sentiments[reply.sentiment].inc()
+        if reply.sentiment < 0:
+            return beam.pvalue.TaggedOutput(
+                NEGATIVE, NegativeChat(chat=chat, reply=reply, model_id=model_id, prompt_version=self._prompt_version)
+            )
+        return TriageRow(
+            chat_id=chat.chat_id, user_id=str(chat.user_id), sentiment=reply.sentiment, summary=reply.summary,
+            model_id=model_id, prompt_version=self._prompt_version, processed_at=utc_now(),
+        )
+
+
+class ParseApologyFn(_ParseReplyFn):
+    """Turns the apology model's draft into a review message for a human agent."""
+
+    stage = Stage.APOLOGY_REPLY
+    parse = staticmethod(parse_apology)
+
+    def route(self, negative: NegativeChat, draft: ApologyDraft, model_id: str) -> ReviewMessage:
+        return ReviewMessage(
+            chat_id=negative.chat.chat_id, user_id=str(negative.chat.user_id),
+            chat_message=negative.chat.chat_message, summary=negative.reply.summary, draft_reply=draft.text,
+            model_id=model_id, triage_prompt_version=negative.prompt_version,
+            apology_prompt_version=self._prompt_version, processed_at=utc_now(),
+        )
+
+
+class _KeyedInference(beam.PTransform):
+    """RunInference over `(key, prompt)` pairs; batches that raise become one `error` record per chat."""
+
+    def __init__(self, handler: GemmaModelHandler, failed_stage: Stage):
+        super().__init__()
+        self._handler = handler
+        self._failed_stage = failed_stage
+
+    def expand(self, keyed_prompts):
+        results, failures = keyed_prompts | "RunInference" >> RunInference(
+            KeyedModelHandler(self._handler)
+        ).with_exception_handling()
+        failed = failures.failed_inferences | "DeadLetterFailedBatches" >> beam.FlatMap(
+            for_failed_batch, self._failed_stage, self._handler.model_id
+        )
+        return results, failed
+
+
+class Triage(beam.PTransform):
+    """Chats in; a dict of `main` (BigQuery rows), `negative` (chats to apologise for) and `error` out."""
+
+    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
+        super().__init__()
+        self._handler = handler
+        self._template = template
+
+    def expand(self, chats):
+        results, failed = (
+            chats
+            | "CreatePrompts" >> CreatePrompts(self._template)
+            | "Gemma" >> _KeyedInference(self._handler, Stage.TRIAGE_INFERENCE)
+        )
+        replies = results | "ParseReplies" >> beam.ParDo(ParseTriageReplyFn(self._template.version)).with_outputs(
+            NEGATIVE, ERROR, main=MAIN
+        )
+        errors = (replies[ERROR], failed) | "Errors" >> beam.Flatten()
+        return {MAIN: replies[MAIN], NEGATIVE: replies[NEGATIVE], ERROR: errors}
+
+
+class DraftApologies(beam.PTransform):
+    """Negative chats in; a dict of `negative` (review messages with the draft) and `error` records out."""
+
+    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
+        super().__init__()
+        self._handler = handler
+        self._template = template
+
+    def expand(self, negatives):
+        template = self._template
+        results, failed = (
+            negatives
+            | "CreatePrompts" >> beam.Map(
+                lambda negative: (
+                    negative,
+                    template.render(
+                        chat=negative.chat.chat_message, user_id=negative.chat.user_id,
+                        summary=negative.reply.summary,
+                    ),
+                )
+            )
+            | "Gemma" >> _KeyedInference(self._handler, Stage.APOLOGY_INFERENCE)
+        )
+        drafts = results | "ParseDrafts" >> beam.ParDo(ParseApologyFn(template.version)).with_outputs(ERROR, main=NEGATIVE)
+        errors = (drafts[ERROR], failed) | "Errors" >> beam.Flatten()
+        return {NEGATIVE: drafts[NEGATIVE], ERROR: errors}
