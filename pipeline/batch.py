@@ -13,7 +13,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.graph import TriageChats
-from pipeline.options import BatchOptions, require
+from pipeline.options import BatchOptions, TriageOptions, require
 from pipeline.sinks import WriteJsonLines
 
 
@@ -35,10 +35,11 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     standard = options.view_as(StandardOptions)
     # Beam's default DirectRunner tries to download the Prism binary first; FnApiRunner runs in-process.
     standard.runner = standard.runner or "FnApiRunner"
-    batch = options.view_as(BatchOptions)
-    require(batch, "input", "output_dir", "model")
+    batch, triage = options.view_as(BatchOptions), options.view_as(TriageOptions)
+    require(batch, "input", "output_dir")
+    require(triage, "model")
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(pipeline, batch.input, batch.output_dir, TriageChats.from_options(batch))
+    build_pipeline(pipeline, batch.input, batch.output_dir, TriageChats.from_options(triage))
     pipeline.run().wait_until_finish()
 
 

@@ -53,8 +53,8 @@ class TriageOptions(PipelineOptions):
         )
 
 
-class BatchOptions(TriageOptions):
-    """Flags of `python -m pipeline.batch`."""
+class BatchOptions(PipelineOptions):
+    """Flags of `python -m pipeline.batch`, beside `TriageOptions`."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -62,8 +62,8 @@ class BatchOptions(TriageOptions):
         parser.add_argument("--output_dir", help="Folder for main*.jsonl, negative*.jsonl, error*.jsonl.")
 
 
-class StreamingOptions(TriageOptions):
-    """Flags of `python -m pipeline.run`."""
+class StreamingOptions(PipelineOptions):
+    """Flags of `python -m pipeline.run`, beside `TriageOptions`."""
 
     @classmethod
     def _add_argparse_args(cls, parser):

@@ -1,0 +1,31 @@
+"""Shared fixtures: the taught tiny Gemma preset and chat files."""
+
+from __future__ import annotations
+
+import os
+
+# Keras reads its backend once, at first import; the project runs on JAX everywhere.
+os.environ["KERAS_BACKEND"] = "jax"
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory) -> str:
+    """The path of a tiny Gemma preset taught the replies in `tests.tiny_gemma`."""
+    from tests.tiny_gemma import build_taught_preset
+
+    return str(build_taught_preset(tmp_path_factory.mktemp("tiny_gemma")))
+
+
+def write_lines(path: Path, lines: list[bytes | str | dict]) -> Path:
+    """Writes a JSON Lines file; dicts are serialised, bytes and strings written as they are."""
+    with path.open("wb") as out:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line, ensure_ascii=False)
+            out.write((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n")
+    return path

@@ -1,0 +1,53 @@
+"""`python -m pipeline.batch` turns a JSON Lines file into main/negative/error files, losing nothing."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from pipeline import batch
+from pipeline.contracts import DeadLetter
+from tests.conftest import write_lines
+from tests.tiny_gemma import lesson_chats
+
+MALFORMED = [
+    b"{not json",
+    b"\xc3\x28 invalid utf-8",
+    b'["an", "array"]',
+    b'{"id": 20, "chat_message": "no user id"}',
+    b'{"id": 21, "user_id": 1, "chat_message": null}',
+]
+
+
+def _read(output_dir, name):
+    return [json.loads(line) for path in sorted(output_dir.glob(f"{name}*.jsonl")) for line in path.open()]
+
+
+def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path):
+    too_long = {"id": 30, "user_id": 3, "chat_message": "I waited and waited. " * 60}
+    chats = lesson_chats() + [too_long]
+    source = write_lines(tmp_path / "chats.jsonl", [*chats, *MALFORMED, ""])
+    out = tmp_path / "out"
+
+    batch.run([
+        "--input", str(source), "--output_dir", str(out), "--model", tiny_gemma,
+        "--max_length", "384", "--apology_max_length", "384",
+    ])
+
+    main, negative, error = (_read(out, name) for name in ("main", "negative", "error"))
+    assert {row["chat_id"]: row["sentiment"] for row in main} == {"2": 1, "3": 0}
+    assert [(m["chat_id"], m["draft_reply"]) for m in negative] == [("1", "We are sorry your pizza was cold and late.")]
+    by_stage = Counter(letter["stage"] for letter in error)
+    assert by_stage == {"input": len(MALFORMED), "triage_reply": 2}
+    unanswerable = {letter["chat_id"]: letter["reason"] for letter in error if letter["stage"] == "triage_reply"}
+    assert "no room" in unanswerable["30"]
+    assert "sentiment" in unanswerable["4"]
+    ids = [row["chat_id"] for row in main] + [m["chat_id"] for m in negative] + list(unanswerable)
+    assert sorted(ids) == sorted(str(chat["id"]) for chat in chats), "each chat exactly once"
+    kept = [DeadLetter.model_validate(letter).payload_bytes() for letter in error if letter["stage"] == "input"]
+    assert sorted(kept) == sorted(MALFORMED), "malformed lines are kept byte for byte"
+
+
+def test_missing_flags_are_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit, match="--input"):
+        batch.run(["--output_dir", str(tmp_path), "--model", "x"])

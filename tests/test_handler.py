@@ -1,0 +1,54 @@
+"""GemmaModelHandler loads a KerasHub preset and answers a whole batch in one generate() call."""
+
+import pytest
+
+from handlers.gemma import GemmaModelHandler
+from pipeline.prompts import load_prompt
+from tests.tiny_gemma import TRIAGE_LESSONS
+
+
+@pytest.fixture(scope="module")
+def handler_and_model(tiny_gemma):
+    handler = GemmaModelHandler(tiny_gemma, max_length=384, share_across_processes=False)
+    return handler, handler.load_model()
+
+
+def _prompts():
+    triage = load_prompt("triage")
+    return [triage.render(chat=chat, user_id=user) for _, user, chat, _ in TRIAGE_LESSONS]
+
+
+def test_batch_replies_in_order_without_the_prompt(handler_and_model):
+    handler, model = handler_and_model
+    prompts = _prompts()
+    results = list(handler.run_inference(prompts, model))
+    assert [r.example for r in results] == prompts
+    assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [l[3] for l in TRIAGE_LESSONS]
+    assert all(r.model_id == handler.model_id for r in results)
+    assert all(r.inference.prompt_fitted for r in results)
+
+
+def test_inference_args_override_the_constructor(handler_and_model):
+    handler, model = handler_and_model
+    [result] = handler.run_inference(_prompts()[:1], model, {"max_length": 64})
+    assert result.inference.max_length == 64
+    assert not result.inference.prompt_fitted
+
+
+def test_unknown_inference_args_are_refused(handler_and_model):
+    handler, _ = handler_and_model
+    with pytest.raises(ValueError, match="temperature"):
+        handler.validate_inference_args({"temperature": 0.3})
+
+
+def test_a_sampler_config_is_accepted(handler_and_model):
+    handler, model = handler_and_model
+    sampler = {"class_name": "top_k", "config": {"k": 1, "seed": 0}}
+    [top_1] = handler.run_inference(_prompts()[1:2], model, {"sampler": sampler})
+    [greedy] = handler.run_inference(_prompts()[1:2], model, {"sampler": "greedy"})
+    assert top_1.inference.text == greedy.inference.text, "top-1 sampling is greedy decoding"
+
+
+def test_model_id_defaults_to_the_preset_name():
+    assert GemmaModelHandler("gs://bucket/models/gemma2_instruct_2b_en/").model_id == "gemma2_instruct_2b_en"
+    assert GemmaModelHandler("kaggle://google/gemma-2/keras/x", model_id="prod").model_id == "prod"

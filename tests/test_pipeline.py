@@ -1,0 +1,130 @@
+"""The triage graph on a real runner with the taught tiny Gemma: every chat ends in exactly one output."""
+
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from handlers.gemma import GemmaModelHandler
+from pipeline.contracts import Stage
+from pipeline.graph import TriageChats
+from pipeline.options import TriageOptions
+from pipeline.prompts import load_prompt
+from pipeline.sinks import to_pubsub_message
+from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
+
+BAD_PAYLOADS = [b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}']
+
+
+def _graph(preset: str, handler_cls=GemmaModelHandler, **handler_kwargs) -> TriageChats:
+    settings = {"max_length": 384, "share_across_processes": False, **handler_kwargs}
+    return TriageChats(
+        handler_cls(preset, metrics_namespace="triage_model", **settings),
+        handler_cls(preset, metrics_namespace="apology_model", **settings),
+        load_prompt("triage"),
+        load_prompt("apology"),
+    )
+
+
+def _payloads() -> list[bytes]:
+    return [json.dumps(chat).encode() for chat in lesson_chats()] + BAD_PAYLOADS
+
+
+def _counter(result, namespace: str, name: str) -> int:
+    [counter] = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))["counters"]
+    return counter.committed
+
+
+def test_routes_each_reply_to_main_negative_or_error(tiny_gemma):
+    pipeline = TestPipeline(runner="FnApiRunner")
+    outputs = pipeline | beam.Create(_payloads()) | _graph(tiny_gemma, min_batch_size=4, max_batch_size=4)
+    main = outputs["main"] | "MainIds" >> beam.Map(lambda row: (row.chat_id, row.sentiment, row.prompt_version))
+    review = outputs["negative"] | "Drafts" >> beam.Map(lambda m: (m.chat_id, m.summary, m.draft_reply))
+    errors = outputs["error"] | "ErrorStages" >> beam.Map(lambda d: (d.chat_id, d.stage))
+    assert_that(main, equal_to([("2", 1, "triage-v1"), ("3", 0, "triage-v1")]), label="main")
+    assert_that(review, equal_to([APOLOGY_LESSON[:1] + APOLOGY_LESSON[2:]]), label="negative")
+    expected_errors = [("4", Stage.TRIAGE_REPLY)] + [(None, Stage.INPUT)] * len(BAD_PAYLOADS)
+    assert_that(errors, equal_to(expected_errors), label="error")
+
+    result = pipeline.run()
+    result.wait_until_finish()
+    assert _counter(result, "triage_model", "prompts") == 4
+    assert _counter(result, "triage_model", "generate_calls") == 1, "the whole batch goes to one generate()"
+    assert _counter(result, "chat_triage", "chats_rejected") == len(BAD_PAYLOADS)
+
+
+def test_an_invalid_reply_keeps_the_raw_text_and_the_chat(tiny_gemma):
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        errors = (
+            pipeline | beam.Create([json.dumps(lesson_chats()[3]).encode()]) | _graph(tiny_gemma)
+        )["error"]
+        assert_that(
+            errors | beam.Map(lambda d: (d.reason, d.raw_output.startswith("Sure!"), json.loads(d.payload)["id"])),
+            equal_to([("invalid reply: sentiment: Input should be a valid integer", True, "4")]),
+        )
+
+
+class ExplodingHandler(GemmaModelHandler):
+    """A handler whose model fails every batch, as an out-of-memory GPU would."""
+
+    def load_model(self):
+        return None
+
+    def run_inference(self, batch, model, inference_args=None):
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+
+
+def test_a_failing_model_dead_letters_each_chat_of_the_batch():
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        outputs = pipeline | beam.Create(_payloads()) | _graph("unused", handler_cls=ExplodingHandler)
+        errors = outputs["error"] | beam.Filter(lambda d: d.stage == Stage.TRIAGE_INFERENCE)
+        assert_that(
+            errors | beam.Map(lambda d: (d.chat_id, "out of memory" in d.reason, d.model_id)),
+            equal_to([(chat["id"], True, "unused") for chat in lesson_chats()]),
+            label="dead letters",
+        )
+        assert_that(outputs["main"], equal_to([]), label="no rows")
+
+
+def test_streaming_graph_on_a_test_stream(tiny_gemma):
+    messages = [
+        PubsubMessage(payload, {}, message_id=f"m{i}", publish_time=None) for i, payload in enumerate(_payloads())
+    ]
+    stream = TestStream().advance_watermark_to(0)
+    for i, message in enumerate(messages):
+        stream = stream.add_elements([TimestampedValue(message, i)]).advance_processing_time(1)
+    stream = stream.advance_watermark_to_infinity()
+
+    options = PipelineOptions(streaming=True)
+    with TestPipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
+        outputs = pipeline | stream | _graph(tiny_gemma)
+        published = {
+            name: outputs[name] | f"Publish_{name}" >> beam.Map(to_pubsub_message)
+            for name in ("main", "negative", "error")
+        }
+        assert_that(
+            published["main"] | beam.Map(lambda m: m.attributes["chat_id"]), equal_to(["2", "3"]), label="main"
+        )
+        assert_that(
+            published["negative"] | beam.Map(lambda m: json.loads(m.data)["draft_reply"]),
+            equal_to([APOLOGY_LESSON[3]]),
+            label="negative",
+        )
+        assert_that(
+            published["error"] | beam.Map(lambda m: m.attributes.get("chat_id")),
+            equal_to(["4"] + [None] * len(BAD_PAYLOADS)),
+            label="error",
+        )
+
+
+def test_boolean_flags_take_only_true_or_false():
+    assert PipelineOptions(["--share_model_across_processes=false"]).view_as(TriageOptions).share_model_across_processes is False
+    with pytest.raises(SystemExit):
+        PipelineOptions(["--share_model_across_processes=yes"]).view_as(TriageOptions)

@@ -1,0 +1,52 @@
+"""The reply parser finds the JSON a model writes and says exactly why a reply is unusable."""
+
+import pytest
+
+from pipeline.replies import ReplyError, parse_apology, parse_triage_reply
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"sentiment": -1, "summary": "Cold pizza."}',
+        '```json\n{"sentiment": -1, "summary": "Cold pizza."}\n```',
+        'Here is the result:\n{"sentiment": -1, "summary": "Cold pizza."}\nHope this helps!',
+        '{"sentiment": -1, "summary": "Cold pizza."}<end_of_turn>\n<start_of_turn>user',
+        '{"note": "draft"} then {"sentiment": -1, "summary": "Cold pizza."}',
+        '{"sentiment": -1, "summary": "Cold pizza.", "confidence": 0.9}',
+        '[{"sentiment": -1, "summary": "Cold pizza."}]',
+    ],
+)
+def test_finds_the_reply_in_what_models_write(text):
+    reply = parse_triage_reply(text)
+    assert (reply.sentiment, reply.summary) == (-1, "Cold pizza.")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "no JSON object"),
+        ("The customer is unhappy.", "no JSON object"),
+        ('{"sentiment": -1, "summary": "Cold pizza', "no JSON object"),  # cut off at max_length
+        ("{'sentiment': -1, 'summary': 'x'}", "no JSON object"),  # Python, not JSON
+        ('{"sentiment": "-1", "summary": "x"}', "sentiment"),
+        ('{"sentiment": "negative", "summary": "x"}', "sentiment"),
+        ('{"sentiment": 2, "summary": "x"}', "sentiment"),
+        ('{"sentiment": 0}', "summary"),
+        ('{"sentiment": 0, "summary": ""}', "summary"),
+    ],
+)
+def test_rejects_with_a_reason(text, reason):
+    with pytest.raises(ReplyError, match=reason):
+        parse_triage_reply(text)
+
+
+def test_apology_stops_at_end_of_turn():
+    draft = parse_apology("We are sorry.<end_of_turn>\n<start_of_turn>user\nmore")
+    assert draft.text == "We are sorry."
+
+
+@pytest.mark.parametrize("text", ["", "   <end_of_turn>", "x" * 5000])
+def test_apology_must_be_present_and_short(text):
+    with pytest.raises(ReplyError, match="invalid apology"):
+        parse_apology(text)
