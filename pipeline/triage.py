@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
@@ -26,17 +29,19 @@ NEGATIVE = "negative"
 
 
 class CreatePrompts(beam.PTransform):
-    """Chats in; `(chat, prompt)` pairs out, keyed by the chat itself so replies need no join."""
+    """Keys in; `(key, prompt)` pairs out, keyed by the record itself so replies need no join.
 
-    def __init__(self, template: PromptTemplate):
+    `fields` maps a key to the template's placeholders.
+    """
+
+    def __init__(self, template: PromptTemplate, fields: Callable[[Any], dict]):
         super().__init__()
         self._template = template
+        self._fields = fields
 
-    def expand(self, chats):
-        template = self._template
-        return chats | "Render" >> beam.Map(
-            lambda chat: (chat, template.render(chat=chat.chat_message, user_id=chat.user_id))
-        )
+    def expand(self, keys):
+        template, fields = self._template, self._fields
+        return keys | "Render" >> beam.Map(lambda key: (key, template.render(**fields(key))))
 
 
 def _reply_text(result: PredictionResult) -> str:
@@ -53,6 +58,7 @@ class _ParseReplyFn(beam.DoFn):
     """Validates one model reply; an invalid one becomes an `error` record that keeps the raw text."""
 
     stage: Stage
+    inference_stage: Stage
 
     def __init__(self, prompt_version: str):
         self._prompt_version = prompt_version
@@ -77,6 +83,7 @@ class ParseTriageReplyFn(_ParseReplyFn):
     """Routes a triage reply: sentiment 1 or 0 to `main`, -1 to `negative`, anything invalid to `error`."""
 
     stage = Stage.TRIAGE_REPLY
+    inference_stage = Stage.TRIAGE_INFERENCE
     parse = staticmethod(parse_triage_reply)
 
     def __init__(self, prompt_version: str):
@@ -102,6 +109,7 @@ class ParseApologyFn(_ParseReplyFn):
     """Turns the apology model's draft into a review message for a human agent."""
 
     stage = Stage.APOLOGY_REPLY
+    inference_stage = Stage.APOLOGY_INFERENCE
     parse = staticmethod(parse_apology)
 
     def route(self, negative: NegativeChat, draft: ApologyDraft, model_id: str) -> ReviewMessage:
@@ -113,22 +121,37 @@ class ParseApologyFn(_ParseReplyFn):
         )
 
 
-class _KeyedInference(beam.PTransform):
-    """RunInference over `(key, prompt)` pairs; batches that raise become one `error` record per chat."""
+class _AskGemma(beam.PTransform):
+    """`(key, prompt)` pairs in; the parsed replies on `main_tag` (and `extra_tags`) and `error` out.
 
-    def __init__(self, handler: GemmaModelHandler, failed_stage: Stage):
+    A batch whose inference raises becomes one `error` record per chat, so one bad batch never stalls the stream.
+    """
+
+    def __init__(self, handler: GemmaModelHandler, parse: _ParseReplyFn, main_tag: str, *extra_tags: str):
         super().__init__()
         self._handler = handler
-        self._failed_stage = failed_stage
+        self._parse = parse
+        self._tags = (main_tag, *extra_tags)
 
     def expand(self, keyed_prompts):
         results, failures = keyed_prompts | "RunInference" >> RunInference(
             KeyedModelHandler(self._handler)
         ).with_exception_handling()
         failed = failures.failed_inferences | "DeadLetterFailedBatches" >> beam.FlatMap(
-            for_failed_batch, self._failed_stage, self._handler.model_id
+            for_failed_batch, self._parse.inference_stage, self._handler.model_id
         )
-        return results, failed
+        main_tag, *extra_tags = self._tags
+        parsed = results | "ParseReplies" >> beam.ParDo(self._parse).with_outputs(*extra_tags, ERROR, main=main_tag)
+        errors = (parsed[ERROR], failed) | "Errors" >> beam.Flatten()
+        return {**{tag: parsed[tag] for tag in self._tags}, ERROR: errors}
+
+
+def _triage_fields(chat: ChatMessage) -> dict:
+    return {"chat": chat.chat_message, "user_id": chat.user_id}
+
+
+def _apology_fields(negative: NegativeChat) -> dict:
+    return {"chat": negative.chat.chat_message, "user_id": negative.chat.user_id, "summary": negative.reply.summary}
 
 
 class Triage(beam.PTransform):
@@ -136,20 +159,11 @@ class Triage(beam.PTransform):
 
     def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
         super().__init__()
-        self._handler = handler
         self._template = template
+        self._ask = _AskGemma(handler, ParseTriageReplyFn(template.version), MAIN, NEGATIVE)
 
     def expand(self, chats):
-        results, failed = (
-            chats
-            | "CreatePrompts" >> CreatePrompts(self._template)
-            | "Gemma" >> _KeyedInference(self._handler, Stage.TRIAGE_INFERENCE)
-        )
-        replies = results | "ParseReplies" >> beam.ParDo(ParseTriageReplyFn(self._template.version)).with_outputs(
-            NEGATIVE, ERROR, main=MAIN
-        )
-        errors = (replies[ERROR], failed) | "Errors" >> beam.Flatten()
-        return {MAIN: replies[MAIN], NEGATIVE: replies[NEGATIVE], ERROR: errors}
+        return chats | "CreatePrompts" >> CreatePrompts(self._template, _triage_fields) | "Gemma" >> self._ask
 
 
 class DraftApologies(beam.PTransform):
@@ -157,24 +171,8 @@ class DraftApologies(beam.PTransform):
 
     def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
         super().__init__()
-        self._handler = handler
         self._template = template
+        self._ask = _AskGemma(handler, ParseApologyFn(template.version), NEGATIVE)
 
     def expand(self, negatives):
-        template = self._template
-        results, failed = (
-            negatives
-            | "CreatePrompts" >> beam.Map(
-                lambda negative: (
-                    negative,
-                    template.render(
-                        chat=negative.chat.chat_message, user_id=negative.chat.user_id,
-                        summary=negative.reply.summary,
-                    ),
-                )
-            )
-            | "Gemma" >> _KeyedInference(self._handler, Stage.APOLOGY_INFERENCE)
-        )
-        drafts = results | "ParseDrafts" >> beam.ParDo(ParseApologyFn(template.version)).with_outputs(ERROR, main=NEGATIVE)
-        errors = (drafts[ERROR], failed) | "Errors" >> beam.Flatten()
-        return {NEGATIVE: drafts[NEGATIVE], ERROR: errors}
+        return negatives | "CreatePrompts" >> CreatePrompts(self._template, _apology_fields) | "Gemma" >> self._ask

@@ -1,0 +1,42 @@
+# chat-triage: `make help` lists the targets.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help install test demo batch lock clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+install: $(INSTALLED) ## Create .venv with the pinned dependencies and the project
+
+test: $(INSTALLED) ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+demo: $(INSTALLED) ## The streaming job on the local stack (coming with the local-stack issue)
+	@echo "make demo: not yet - the Pub/Sub and BigQuery emulator stack lands with the local-stack issue."
+	@echo "Meanwhile: make batch MODEL=<KerasHub preset folder>"
+
+batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ with MODEL=<preset>
+	@test -n "$(MODEL)" || { echo "set MODEL to a KerasHub preset folder, gs:// or kaggle:// path"; exit 2; }
+	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model $(MODEL)
+	@echo "results: $$(ls out/*.jsonl)"
+
+lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
+	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
+	/tmp/chat-triage-lock/bin/pip install --quiet --upgrade pip
+	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[test]'
+	{ head -2 requirements.lock; /tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean: ## Remove .venv and outputs
+	rm -rf $(VENV) out
