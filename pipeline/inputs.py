@@ -8,11 +8,9 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from pydantic import ValidationError
 
+from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.contracts import ChatMessage, DeadLetter, Stage, describe_validation_error
 from pipeline.dead_letters import ERROR
-
-NAMESPACE = "chat_triage"
-
 
 class ParseChatFn(beam.DoFn):
     """Turns one raw payload (bytes, or a Pub/Sub message) into a `ChatMessage` or a dead letter."""
@@ -25,22 +23,28 @@ class ParseChatFn(beam.DoFn):
         data, envelope = _unwrap(element)
         try:
             fields = json.loads(data.decode("utf-8"))
-            if not isinstance(fields, dict):
-                raise ValueError(f"expected a JSON object, got {type(fields).__name__}")
-            chat = ChatMessage.model_validate({**fields, **envelope})
         except UnicodeDecodeError as error:
             yield self._reject(data, f"payload is not UTF-8: {error.reason} at byte {error.start}")
+            return
+        except ValueError as error:  # json.JSONDecodeError
+            yield self._reject(data, f"payload is not JSON: {error}")
+            return
+        if not isinstance(fields, dict):
+            yield self._reject(data, f"payload is JSON {type(fields).__name__}, not an object")
+            return
+        try:
+            chat = ChatMessage.model_validate({**fields, **envelope})
         except ValidationError as error:
-            yield self._reject(data, describe_validation_error(error))
-        except ValueError as error:  # json.JSONDecodeError is a ValueError
-            yield self._reject(data, f"payload is not a JSON object: {error}")
-        else:
-            self._parsed.inc()
-            yield chat
+            chat_id = fields.get("id")
+            yield self._reject(data, describe_validation_error(error), None if chat_id is None else str(chat_id))
+            return
+        self._parsed.inc()
+        yield chat
 
-    def _reject(self, data: bytes, reason: str) -> beam.pvalue.TaggedOutput:
+    def _reject(self, data: bytes, reason: str, chat_id: str | None = None) -> beam.pvalue.TaggedOutput:
         self._rejected.inc()
-        return beam.pvalue.TaggedOutput(ERROR, DeadLetter.from_bytes(data, stage=Stage.INPUT, reason=reason))
+        letter = DeadLetter.from_bytes(data, stage=Stage.INPUT, reason=reason, chat_id=chat_id)
+        return beam.pvalue.TaggedOutput(ERROR, letter)
 
 
 def _unwrap(element: bytes | PubsubMessage) -> tuple[bytes, dict]:

@@ -9,6 +9,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from handlers.gemma import GemmaModelHandler, Generation
+from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.contracts import (
     ApologyDraft,
     ChatMessage,
@@ -20,7 +21,6 @@ from pipeline.contracts import (
     utc_now,
 )
 from pipeline.dead_letters import ERROR, chat_of, for_chat, for_failed_batch
-from pipeline.inputs import NAMESPACE
 from pipeline.prompts import PromptTemplate
 from pipeline.replies import ReplyError, parse_apology, parse_triage_reply
 

@@ -21,6 +21,14 @@ def tiny_gemma(tmp_path_factory) -> str:
     return str(build_taught_preset(tmp_path_factory.mktemp("tiny_gemma")))
 
 
+@pytest.fixture(scope="session")
+def gemma3_preset(tmp_path_factory) -> Path:
+    """The real Gemma 3 270M, converted from its PyPI package into a session folder (about a minute)."""
+    from handlers import gguf_preset
+
+    return gguf_preset.build_preset(tmp_path_factory.mktemp("gemma3") / "preset")
+
+
 def write_lines(path: Path, lines: list[bytes | str | dict]) -> Path:
     """Writes a JSON Lines file; dicts are serialised, bytes and strings written as they are."""
     with path.open("wb") as out:

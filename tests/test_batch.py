@@ -46,6 +46,7 @@ def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path):
     assert sorted(ids) == sorted(str(chat["id"]) for chat in chats), "each chat exactly once"
     kept = [DeadLetter.model_validate(letter).payload_bytes() for letter in error if letter["stage"] == "input"]
     assert sorted(kept) == sorted(MALFORMED), "malformed lines are kept byte for byte"
+    assert {letter["chat_id"] for letter in error if letter["stage"] == "input"} == {None, "20", "21"}
 
 
 def test_missing_flags_are_a_usage_error(tmp_path):

@@ -52,3 +52,13 @@ def test_a_sampler_config_is_accepted(handler_and_model):
 def test_model_id_defaults_to_the_preset_name():
     assert GemmaModelHandler("gs://bucket/models/gemma2_instruct_2b_en/").model_id == "gemma2_instruct_2b_en"
     assert GemmaModelHandler("kaggle://google/gemma-2/keras/x", model_id="prod").model_id == "prod"
+
+
+@pytest.mark.slow
+def test_the_real_gemma3_answers_a_batch_in_one_call(gemma3_preset):
+    handler = GemmaModelHandler(str(gemma3_preset), max_length=48, share_across_processes=False)
+    prompts = ["Question: What is the capital of France?\nAnswer:", "Question: What is 2 + 2?\nAnswer:"]
+    first, second = handler.run_inference(prompts, handler.load_model())
+    assert "Paris" in first.inference.text
+    assert not first.inference.text.startswith("Question"), "the prompt is stripped by token position"
+    assert "4" in second.inference.text
