@@ -27,11 +27,11 @@ test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 
 demo: $(INSTALLED) ## The streaming job on the local stack (coming with the local-stack issue)
 	@echo "make demo: not yet - the Pub/Sub and BigQuery emulator stack lands with the local-stack issue."
-	@echo "Meanwhile: make batch MODEL=<KerasHub preset folder>"
+	@echo "Meanwhile: make batch (local Gemma 3 270M) or make batch MODEL=<KerasHub preset>"
 
-batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ with MODEL=<preset>
-	@test -n "$(MODEL)" || { echo "set MODEL to a KerasHub preset folder, gs:// or kaggle:// path"; exit 2; }
-	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model $(MODEL)
+batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the local Gemma 3 270M)
+	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
+	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model "$$model"
 	@echo "results: $$(ls out/*.jsonl)"
 
 lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment

@@ -1,6 +1,7 @@
 """The triage graph on a real runner with the taught tiny Gemma: every chat ends in exactly one output."""
 
 import json
+from datetime import datetime, timezone
 
 import apache_beam as beam
 import pytest
@@ -21,6 +22,8 @@ from pipeline.sinks import to_pubsub_message
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 BAD_PAYLOADS = [b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}']
+# The chat id of each bad payload, where it had one: dead letters keep it for filtering and replay.
+BAD_PAYLOAD_IDS = [None, None, None, "9", "10"]
 
 
 def _graph(preset: str, handler_cls=GemmaModelHandler, **handler_kwargs) -> TriageChats:
@@ -50,7 +53,7 @@ def test_routes_each_reply_to_main_negative_or_error(tiny_gemma):
     errors = outputs["error"] | "ErrorStages" >> beam.Map(lambda d: (d.chat_id, d.stage))
     assert_that(main, equal_to([("2", 1, "triage-v1"), ("3", 0, "triage-v1")]), label="main")
     assert_that(review, equal_to([APOLOGY_LESSON[:1] + APOLOGY_LESSON[2:]]), label="negative")
-    expected_errors = [("4", Stage.TRIAGE_REPLY)] + [(None, Stage.INPUT)] * len(BAD_PAYLOADS)
+    expected_errors = [("4", Stage.TRIAGE_REPLY)] + [(chat_id, Stage.INPUT) for chat_id in BAD_PAYLOAD_IDS]
     assert_that(errors, equal_to(expected_errors), label="error")
 
     result = pipeline.run()
@@ -95,7 +98,8 @@ def test_a_failing_model_dead_letters_each_chat_of_the_batch():
 
 def test_streaming_graph_on_a_test_stream(tiny_gemma):
     messages = [
-        PubsubMessage(payload, {}, message_id=f"m{i}", publish_time=None) for i, payload in enumerate(_payloads())
+        PubsubMessage(payload, {}, message_id=f"m{i}", publish_time=datetime(2026, 11, 21, 9, i, tzinfo=timezone.utc))
+        for i, payload in enumerate(_payloads())
     ]
     stream = TestStream().advance_watermark_to(0)
     for i, message in enumerate(messages):
@@ -119,7 +123,7 @@ def test_streaming_graph_on_a_test_stream(tiny_gemma):
         )
         assert_that(
             published["error"] | beam.Map(lambda m: m.attributes.get("chat_id")),
-            equal_to(["4"] + [None] * len(BAD_PAYLOADS)),
+            equal_to(["4", *BAD_PAYLOAD_IDS]),
             label="error",
         )
 
