@@ -32,7 +32,7 @@ demo: $(INSTALLED) ## The streaming job on the local stack (coming with the loca
 batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the local Gemma 3 270M)
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
 	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model "$$model"
-	@echo "results: $$(ls out/*.jsonl)"
+	@echo "results (one JSON object per line):"; wc -l out/*.jsonl
 
 lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
