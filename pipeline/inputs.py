@@ -12,6 +12,7 @@ from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.contracts import ChatMessage, DeadLetter, Stage, describe_validation_error
 from pipeline.dead_letters import ERROR
 
+
 class ParseChatFn(beam.DoFn):
     """Turns one raw payload (bytes, or a Pub/Sub message) into a `ChatMessage` or a dead letter."""
 
