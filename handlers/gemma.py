@@ -6,17 +6,21 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-__all__ = ["GemmaModelHandler", "Generation", "KerasHubGenerator"]
+__all__ = ["Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator"]
 
 SamplerSpec = str | Mapping[str, Any]
 _INFERENCE_ARGS = frozenset({"max_length", "sampler"})
 # Instruction-tuned Gemma ends its turn with this token; stopping there saves generating up to max_length.
 _END_OF_TURN = "<end_of_turn>"
+# Scoring pads sequences to a multiple of this, so a stream of varied chats compiles the forward pass a few times.
+_LENGTH_STEP = 64
 
 
 class Generation(NamedTuple):
@@ -25,11 +29,27 @@ class Generation(NamedTuple):
     text: str
     prompt_tokens: int
     max_length: int
+    choice: str | None = None  # the option the model's likelihood picked, when the handler chooses first
 
     @property
     def prompt_fitted(self) -> bool:
         """False when the prompt filled `max_length`, so the model was cut off before it could answer."""
         return self.prompt_tokens < self.max_length
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Makes the handler pick one of `options` by likelihood before it generates.
+
+    For each prompt, the option the model finds most likely as the next token wins (its log-probability less
+    its mean on the `baseline_prompts`, inputs that carry no information); the model then continues
+    `prompt + option + then`, and the reply is that continuation, with the option in `Generation.choice`.
+    Every option must be one token of the model's vocabulary.
+    """
+
+    options: tuple[str, ...]
+    then: str = ""
+    baseline_prompts: tuple[str, ...] = ()
 
 
 class KerasHubGenerator:
@@ -46,21 +66,79 @@ class KerasHubGenerator:
 
         self._model = keras_hub.models.CausalLM.from_preset(preset)
         self._sampler_key: str | None = None
-        tokenizer = self._model.preprocessor.tokenizer
-        stop = [tokenizer.end_token_id]
-        if _END_OF_TURN in tokenizer.get_vocabulary():
-            stop.append(tokenizer.token_to_id(_END_OF_TURN))
+        self._tokenizer = self._model.preprocessor.tokenizer
+        stop = [self._tokenizer.end_token_id]
+        if _END_OF_TURN in self._tokenizer.get_vocabulary():
+            stop.append(self._tokenizer.token_to_id(_END_OF_TURN))
         self._stop_token_ids = tuple(stop)
+        self._forward = None
 
-    def generate(self, prompts: list[str], max_length: int, sampler: SamplerSpec) -> list[Generation]:
-        """One `generate()` call for the whole batch; each reply has its prompt removed by token position."""
+    def token_ids(self, texts: Sequence[str]) -> list[int]:
+        """The id of each text, which must be a single token of the vocabulary."""
+        ids = []
+        for text in texts:
+            tokens = np.asarray(self._tokenizer.tokenize(text)).tolist()
+            if len(tokens) != 1:
+                raise ValueError(f"{text!r} is {len(tokens)} tokens for this tokenizer, not one")
+            ids.append(tokens[0])
+        return ids
+
+    def generate(
+        self, prompts: list[str], max_length: int, sampler: SamplerSpec, stop: Sequence[str] = ()
+    ) -> list[Generation]:
+        """One `generate()` call for the whole batch; each reply has its prompt removed by token position.
+
+        Generation ends at the end-of-text and end-of-turn tokens, and at each text in `stop` (single tokens).
+        """
         self._use_sampler(sampler)
         replies = self._model.generate(
-            prompts, max_length=max_length, stop_token_ids=self._stop_token_ids, strip_prompt=True
+            prompts, max_length=max_length, stop_token_ids=(*self._stop_token_ids, *self.token_ids(stop)),
+            strip_prompt=True,
         )
+        return [
+            Generation(str(reply), count, max_length) for reply, count in zip(replies, self._prompt_tokens(prompts))
+        ]
+
+    def next_token_logprobs(self, prompts: list[str], token_ids: Sequence[int]) -> np.ndarray:
+        """Log-probabilities, shape (prompts, token_ids), of each token following each prompt: one forward pass."""
+        sequences = [[self._tokenizer.start_token_id, *np.asarray(ids).tolist()] for ids in self._tokenizer(prompts)]
+        width = -(-max(map(len, sequences)) // _LENGTH_STEP) * _LENGTH_STEP
+        token_matrix = np.zeros((len(sequences), width), dtype="int32")
+        for row, sequence in enumerate(sequences):
+            token_matrix[row, : len(sequence)] = sequence
+        last = np.array([len(sequence) - 1 for sequence in sequences])
+        return np.asarray(self._score(token_matrix, token_matrix != 0, last, np.asarray(token_ids, dtype="int32")))
+
+    def _score(self, token_matrix, padding_mask, last, token_ids):
+        if self._forward is None:
+            self._forward = self._compile_forward()
+        backbone = self._model.backbone
+        return self._forward(
+            [v.value for v in backbone.trainable_variables], [v.value for v in backbone.non_trainable_variables],
+            token_matrix, padding_mask, last, token_ids,
+        )
+
+    def _compile_forward(self):
+        import jax
+        import keras
+
+        backbone = self._model.backbone
+
+        # Stateless, so the weights are arguments of the compiled function rather than constants baked into it.
+        def forward(trainable, non_trainable, token_matrix, padding_mask, last, token_ids):
+            state = [*zip(backbone.trainable_variables, trainable), *zip(backbone.non_trainable_variables, non_trainable)]
+            with keras.StatelessScope(state_mapping=state):
+                hidden = backbone({"token_ids": token_matrix, "padding_mask": padding_mask})
+                at_last = hidden[jax.numpy.arange(hidden.shape[0]), last]
+                # The full vocabulary for one position per prompt is cheap; it normalises the log-probabilities.
+                logits = backbone.token_embedding(at_last, reverse=True).astype("float32")
+            return jax.nn.log_softmax(logits, axis=-1)[:, token_ids]
+
+        return jax.jit(forward)
+
+    def _prompt_tokens(self, prompts: list[str]) -> list[int]:
         # The start token counts against max_length too.
-        prompt_tokens = [len(ids) + 1 for ids in self._model.preprocessor.tokenizer(prompts)]
-        return [Generation(str(reply), count, max_length) for reply, count in zip(replies, prompt_tokens)]
+        return [len(ids) + 1 for ids in self._tokenizer(prompts)]
 
     def _use_sampler(self, sampler: SamplerSpec) -> None:
         # Compiling resets the traced generate function, so only do it when the sampler changes.
@@ -82,6 +160,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         min_batch_size, max_batch_size, max_batch_duration_secs: batching, as in Beam's `BatchElements`.
         share_across_processes: load one model per worker machine and share it between its processes.
         metrics_namespace: where this handler's Beam metrics go, so two handlers report apart.
+        stop: texts (single tokens) that end a reply, besides the end-of-text and end-of-turn tokens.
+        choice: pick one of a few options by likelihood first, then generate what follows it (see `Choice`).
 
     Examples:
         Triage with a keyed handler::
@@ -102,6 +182,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         max_batch_duration_secs: int | None = None,
         share_across_processes: bool = True,
         metrics_namespace: str = "GemmaModelHandler",
+        stop: Sequence[str] = (),
+        choice: Choice | None = None,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -114,6 +196,9 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._model_id = model_id or PurePath(preset.rstrip("/")).name
         self._defaults = {"max_length": max_length, "sampler": sampler}
         self._metrics_namespace = metrics_namespace
+        self._stop = tuple(stop)
+        self._choice = choice
+        self._baseline: np.ndarray | None = None
         self._generate_calls = Metrics.counter(metrics_namespace, "generate_calls")
         self._prompts = Metrics.counter(metrics_namespace, "prompts")
         self._batch_sizes = Metrics.distribution(metrics_namespace, "batch_size")
@@ -137,13 +222,33 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         settings = {**self._defaults, **(inference_args or {})}
-        replies = model.generate(list(batch), settings["max_length"], settings["sampler"])
+        prompts = list(batch)
+        picks = self._pick(prompts, model) if self._choice else None
+        if picks:
+            prompts = [prompt + pick + self._choice.then for prompt, pick in zip(prompts, picks)]
+        replies = model.generate(prompts, settings["max_length"], settings["sampler"], self._stop)
+        if picks:
+            replies = [reply._replace(choice=pick) for reply, pick in zip(replies, picks)]
         if len(replies) != len(batch):
             raise RuntimeError(f"the model returned {len(replies)} replies for {len(batch)} prompts")
         self._generate_calls.inc()
         self._prompts.inc(len(batch))
         self._batch_sizes.update(len(batch))
         return [PredictionResult(prompt, reply, self._model_id) for prompt, reply in zip(batch, replies)]
+
+    def _pick(self, prompts: list[str], model: KerasHubGenerator) -> list[str]:
+        """The option each prompt's likeliest continuation is, relative to the model's prior for it."""
+        options = self._choice.options
+        option_ids = model.token_ids(options)
+        if self._baseline is None:
+            # Once per worker: the prior does not depend on the chat.
+            baseline_prompts = list(self._choice.baseline_prompts)
+            self._baseline = (
+                model.next_token_logprobs(baseline_prompts, option_ids).mean(axis=0)
+                if baseline_prompts else np.zeros(len(options))
+            )
+        scores = model.next_token_logprobs(prompts, option_ids) - self._baseline
+        return [options[best] for best in scores.argmax(axis=1)]
 
     def get_metrics_namespace(self) -> str:
         return self._metrics_namespace

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from handlers.gemma import GemmaModelHandler
+from handlers.gemma import Choice, GemmaModelHandler
 from pipeline.dead_letters import ERROR
 from pipeline.inputs import ParseChats
 from pipeline.options import TriageOptions
-from pipeline.prompts import PromptTemplate, load_prompt
+from pipeline.prompts import Family, PromptTemplate, SentimentMode, detect_family, load_prompt, prompt_name
 from pipeline.triage import MAIN, NEGATIVE, DraftApologies, Triage
+
+
+def _family(options: TriageOptions, preset: str) -> Family:
+    return detect_family(preset) if options.model_family == "auto" else Family(options.model_family)
+
+
+def handler_prompt_args(prompt: PromptTemplate) -> dict:
+    """What a model handler must know of its prompt: where replies stop and, to score, which labels to choose."""
+    scoring = prompt.scoring
+    choice = Choice(tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts())) if scoring else None
+    return {"stop": prompt.stop, "choice": choice}
 
 
 class TriageChats(beam.PTransform):
@@ -28,7 +39,13 @@ class TriageChats(beam.PTransform):
 
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
-        """The graph as the flags describe it: model presets, samplers, batching and prompts."""
+        """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
+        apology_preset = options.apology_model or options.model
+        triage_prompt = load_prompt(
+            prompt_name("triage", _family(options, options.model), SentimentMode(options.sentiment_mode)),
+            options.prompts_dir,
+        )
+        apology_prompt = load_prompt(prompt_name("apology", _family(options, apology_preset)), options.prompts_dir)
         shared = {
             "max_batch_size": options.max_batch_size,
             "max_batch_duration_secs": options.max_batch_duration_secs,
@@ -36,16 +53,14 @@ class TriageChats(beam.PTransform):
         }
         triage = GemmaModelHandler(
             options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
-            metrics_namespace="triage_model", **shared,
+            metrics_namespace="triage_model", **handler_prompt_args(triage_prompt), **shared,
         )
         apology = GemmaModelHandler(
-            options.apology_model or options.model, model_id=None if options.apology_model else options.model_id,
+            apology_preset, model_id=None if options.apology_model else options.model_id,
             max_length=options.apology_max_length, sampler=options.apology_sampler,
-            metrics_namespace="apology_model", **shared,
+            metrics_namespace="apology_model", **handler_prompt_args(apology_prompt), **shared,
         )
-        return cls(
-            triage, apology, load_prompt("triage", options.prompts_dir), load_prompt("apology", options.prompts_dir)
-        )
+        return cls(triage, apology, triage_prompt, apology_prompt)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

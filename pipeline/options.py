@@ -6,6 +6,8 @@ import json
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.prompts import Family, SentimentMode
+
 
 def _sampler(value: str) -> str | dict:
     """A KerasHub sampler: a name (`greedy`, `top_k`) or a JSON config such as `{"class_name": "top_k", ...}`."""
@@ -36,6 +38,16 @@ class TriageOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument("--model", help="KerasHub preset for triage: a folder, gs://… or kaggle://….")
         parser.add_argument("--model_id", default=None, help="Model id written into outputs (default: the preset's name).")
+        parser.add_argument(
+            "--model_family", choices=["auto", *Family], default="auto",
+            help="Which prompts fit the models: instruct (chat turns) or base (few-shot completion); "
+            "auto reads it from each preset's name.",
+        )
+        parser.add_argument(
+            "--sentiment_mode", choices=list(SentimentMode), default=SentimentMode.SCORE.value,
+            help="score: the model's likelihood picks the sentiment label, then it writes the summary; "
+            "generate: the model writes the whole JSON reply.",
+        )
         parser.add_argument("--max_length", type=int, default=512, help="Max tokens, prompt plus reply, for triage.")
         parser.add_argument("--sampler", type=_sampler, default="greedy", help="Sampler for triage: a name or JSON config.")
         parser.add_argument("--apology_model", default=None, help="KerasHub preset for apologies (default: --model).")

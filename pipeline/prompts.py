@@ -1,31 +1,90 @@
-"""Prompt templates: loading them from `prompts/` and filling them in safely."""
+"""Prompt templates: which file fits which model, loading it from `prompts/`, and filling it in safely."""
 
 from __future__ import annotations
 
+import enum
 import html
+import re
 import string
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
+
+
+class Family(enum.StrEnum):
+    """How a model was trained decides how it must be asked."""
+
+    BASE = "base"  # pretrained only: continues text, so it gets few-shot completion prompts
+    INSTRUCT = "instruct"  # instruction-tuned: follows chat turns
+
+
+class SentimentMode(enum.StrEnum):
+    """How the triage model gives its sentiment."""
+
+    SCORE = "score"  # the model's likelihood picks one of the labels; it then writes only the summary
+    GENERATE = "generate"  # the model writes the whole JSON reply
+
+
+# Preset names of instruction-tuned Gemma: `gemma2_instruct_2b_en`, `gemma-2-2b-it`, `gemma3_instruct_1b`.
+_INSTRUCT_NAME = re.compile(r"instruct|(^|[_-])it($|[_-])", re.IGNORECASE)
+
+
+def detect_family(preset: str) -> Family:
+    """The family a preset belongs to, from its name (KerasHub and Kaggle name every instruct preset so).
+
+    The name is the last part of the path that is not a version number, as Kaggle handles end in one.
+    """
+    name = [part for part in PurePath(preset).parts if not part.isdigit()][-1]
+    return Family.INSTRUCT if _INSTRUCT_NAME.search(name) else Family.BASE
+
+
+@dataclass(frozen=True)
+class LabelScoring:
+    """How a scoring prompt is read: the label continuations it ends with, and what follows the chosen one.
+
+    Args:
+        labels: each continuation of the prompt (`" negative"`) and the sentiment it stands for.
+        then: appended after the chosen label, for the model to continue with the summary.
+        content_free: inputs with no sentiment (`"N/A"`); the labels' scores on them are subtracted from every
+            chat's scores, which removes the model's prior for each label word (contextual calibration).
+    """
+
+    labels: dict[str, int]
+    then: str
+    content_free: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A versioned prompt; `$name` placeholders are filled with escaped text."""
+    """A versioned prompt; `$name` placeholders are filled with escaped text.
+
+    `stop` holds the texts that end the model's reply; `scoring` is set for scoring prompts only.
+    """
 
     name: str
     version: str
     template: str
+    stop: tuple[str, ...] = ()
+    scoring: LabelScoring | None = None
 
     def render(self, **values: object) -> str:
         """Fills the template; every value is escaped so it cannot close the `<chat>` tags around it."""
         escaped = {key: html.escape(str(value), quote=False) for key, value in values.items()}
         return string.Template(self.template).substitute(escaped)
 
+    def content_free_prompts(self) -> list[str]:
+        """The scoring prompt filled with each content-free input (a scoring template takes only `$chat`)."""
+        return [self.render(chat=text) for text in self.scoring.content_free] if self.scoring else []
+
+
+def prompt_name(task: str, family: Family, mode: SentimentMode | None = None) -> str:
+    """The file a task's prompt lives in: `base/triage_score`, `instruct/apology`, …"""
+    return f"{family.value}/{task}_{mode.value}" if mode else f"{family.value}/{task}"
+
 
 def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplate:
-    """Loads `prompts/<name>.toml` (or `<directory>/<name>.toml`)."""
+    """Loads `prompts/<name>.toml` (or `<directory>/<name>.toml`); `name` may name a subfolder."""
     if directory is None:
         source = resources.files("prompts").joinpath(f"{name}.toml").read_text(encoding="utf-8")
     else:
@@ -34,4 +93,13 @@ def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplat
     missing = {"version", "template"} - spec.keys()
     if missing:
         raise ValueError(f"prompt {name!r} lacks {sorted(missing)}")
-    return PromptTemplate(name=name, version=spec["version"], template=spec["template"])
+    scoring = spec.get("scoring")
+    return PromptTemplate(
+        name=name,
+        version=spec["version"],
+        template=spec["template"],
+        stop=tuple(spec.get("stop", ())),
+        scoring=LabelScoring(
+            labels=dict(scoring["labels"]), then=scoring["then"], content_free=tuple(scoring.get("content_free", ()))
+        ) if scoring else None,
+    )

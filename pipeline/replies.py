@@ -49,6 +49,18 @@ def parse_triage_reply(text: str) -> ModelReply:
     raise ReplyError(f"invalid reply: {first_error}")
 
 
+def parse_scored_reply(sentiment: int, summary: str) -> ModelReply:
+    """The reply of the scoring mode: the sentiment the model's likelihood chose and the summary it wrote.
+
+    Raises:
+        ReplyError: the summary is empty or too long.
+    """
+    try:
+        return ModelReply(sentiment=sentiment, summary=_TURN_END.split(summary, maxsplit=1)[0])
+    except ValidationError as error:
+        raise ReplyError(f"invalid reply: {describe_validation_error(error)}") from error
+
+
 def parse_apology(text: str) -> ApologyDraft:
     """The draft apology in `text`, up to the model's end-of-turn marker.
 

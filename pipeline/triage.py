@@ -22,7 +22,7 @@ from pipeline.contracts import (
 )
 from pipeline.dead_letters import ERROR, chat_of, for_chat, for_failed_batch
 from pipeline.prompts import PromptTemplate
-from pipeline.replies import ReplyError, parse_apology, parse_triage_reply
+from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
 
 MAIN = "main"
 NEGATIVE = "negative"
@@ -44,14 +44,14 @@ class CreatePrompts(beam.PTransform):
         return keys | "Render" >> beam.Map(lambda key: (key, template.render(**fields(key))))
 
 
-def _reply_text(result: PredictionResult) -> str:
+def _fitted(result: PredictionResult) -> Generation:
     """The model's reply, or a ReplyError when the prompt left it no room to answer."""
     generation: Generation = result.inference
     if not generation.prompt_fitted:
         raise ReplyError(
             f"the prompt is {generation.prompt_tokens} tokens; max_length {generation.max_length} leaves no room"
         )
-    return generation.text
+    return generation
 
 
 class _ParseReplyFn(beam.DoFn):
@@ -67,7 +67,7 @@ class _ParseReplyFn(beam.DoFn):
     def process(self, element: tuple[ChatMessage | NegativeChat, PredictionResult]):
         key, result = element
         try:
-            yield self.route(key, self.parse(_reply_text(result)), result.model_id)
+            yield self.route(key, self.parse(_fitted(result)), result.model_id)
         except ReplyError as error:
             self._invalid.inc()
             yield beam.pvalue.TaggedOutput(
@@ -84,14 +84,20 @@ class ParseTriageReplyFn(_ParseReplyFn):
 
     stage = Stage.TRIAGE_REPLY
     inference_stage = Stage.TRIAGE_INFERENCE
-    parse = staticmethod(parse_triage_reply)
 
-    def __init__(self, prompt_version: str):
+    def __init__(self, prompt_version: str, labels: dict[str, int] | None = None):
+        """`labels` maps the options of a scoring prompt to their sentiment; without it replies are JSON."""
         super().__init__(prompt_version)
+        self._labels = labels
         self._sentiments = {
             value: beam.metrics.Metrics.counter(NAMESPACE, f"sentiment_{name}")
             for value, name in ((1, "positive"), (0, "neutral"), (-1, "negative"))
         }
+
+    def parse(self, generation: Generation) -> ModelReply:
+        if generation.choice is None:
+            return parse_triage_reply(generation.text)
+        return parse_scored_reply(self._labels[generation.choice], generation.text)
 
     def route(self, chat: ChatMessage, reply: ModelReply, model_id: str):
         self._sentiments[reply.sentiment].inc()
@@ -110,7 +116,9 @@ class ParseApologyFn(_ParseReplyFn):
 
     stage = Stage.APOLOGY_REPLY
     inference_stage = Stage.APOLOGY_INFERENCE
-    parse = staticmethod(parse_apology)
+
+    def parse(self, generation: Generation) -> ApologyDraft:
+        return parse_apology(generation.text)
 
     def route(self, negative: NegativeChat, draft: ApologyDraft, model_id: str) -> ReviewMessage:
         return ReviewMessage(
@@ -160,7 +168,8 @@ class Triage(beam.PTransform):
     def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
         super().__init__()
         self._template = template
-        self._ask = _AskGemma(handler, ParseTriageReplyFn(template.version), MAIN, NEGATIVE)
+        labels = template.scoring.labels if template.scoring else None
+        self._ask = _AskGemma(handler, ParseTriageReplyFn(template.version, labels), MAIN, NEGATIVE)
 
     def expand(self, chats):
         return chats | "CreatePrompts" >> CreatePrompts(self._template, _triage_fields) | "Gemma" >> self._ask

@@ -23,7 +23,9 @@ def _read(output_dir, name):
     return [json.loads(line) for path in sorted(output_dir.glob(f"{name}*.jsonl")) for line in path.open()]
 
 
-def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path):
+# The tiny model learned the instruct prompts; chat 4's reply is invalid in each mode, for its own reason.
+@pytest.mark.parametrize(("mode", "chat_4_fault"), [("generate", "sentiment"), ("score", "summary")])
+def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path, mode, chat_4_fault):
     too_long = {"id": 30, "user_id": 3, "chat_message": "I waited and waited. " * 60}
     chats = lesson_chats() + [too_long]
     source = write_lines(tmp_path / "chats.jsonl", [*chats, *MALFORMED, ""])
@@ -31,7 +33,7 @@ def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path):
 
     batch.run([
         "--input", str(source), "--output_dir", str(out), "--model", tiny_gemma,
-        "--max_length", "384", "--apology_max_length", "384",
+        "--max_length", "384", "--apology_max_length", "384", "--model_family", "instruct", "--sentiment_mode", mode,
     ])
 
     main, negative, error = (_read(out, name) for name in ("main", "negative", "error"))
@@ -41,7 +43,7 @@ def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path):
     assert by_stage == {"input": len(MALFORMED), "triage_reply": 2}
     unanswerable = {letter["chat_id"]: letter["reason"] for letter in error if letter["stage"] == "triage_reply"}
     assert "no room" in unanswerable["30"]
-    assert "sentiment" in unanswerable["4"]
+    assert chat_4_fault in unanswerable["4"]
     ids = [row["chat_id"] for row in main] + [m["chat_id"] for m in negative] + list(unanswerable)
     assert sorted(ids) == sorted(str(chat["id"]) for chat in chats), "each chat exactly once"
     kept = [DeadLetter.model_validate(letter).payload_bytes() for letter in error if letter["stage"] == "input"]

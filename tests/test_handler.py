@@ -2,9 +2,10 @@
 
 import pytest
 
-from handlers.gemma import GemmaModelHandler
+from handlers.gemma import Choice, GemmaModelHandler
+from pipeline.graph import handler_prompt_args
 from pipeline.prompts import load_prompt
-from tests.tiny_gemma import TRIAGE_LESSONS
+from tests.tiny_gemma import GENERATE_PROMPT, SCORE_PROMPT, SCORED_LESSONS, TRIAGE_LESSONS
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def handler_and_model(tiny_gemma):
 
 
 def _prompts():
-    triage = load_prompt("triage")
+    triage = load_prompt(GENERATE_PROMPT)
     return [triage.render(chat=chat, user_id=user) for _, user, chat, _ in TRIAGE_LESSONS]
 
 
@@ -26,6 +27,23 @@ def test_batch_replies_in_order_without_the_prompt(handler_and_model):
     assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [l[3] for l in TRIAGE_LESSONS]
     assert all(r.model_id == handler.model_id for r in results)
     assert all(r.inference.prompt_fitted for r in results)
+
+
+def test_a_choice_picks_the_likeliest_option_then_generates_after_it(tiny_gemma):
+    prompt = load_prompt(SCORE_PROMPT)
+    handler = GemmaModelHandler(tiny_gemma, max_length=384, share_across_processes=False, **handler_prompt_args(prompt))
+    results = handler.run_inference([prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model())
+    assert [(r.inference.choice, r.inference.text) for r in results] == [
+        (label, summary + "\n") for _, label, summary in SCORED_LESSONS
+    ]
+
+
+def test_options_must_be_single_tokens(tiny_gemma):
+    handler = GemmaModelHandler(
+        tiny_gemma, share_across_processes=False, choice=Choice((" negative", " pineapple pizza"))
+    )
+    with pytest.raises(ValueError, match="' pineapple pizza' is [0-9]+ tokens"):
+        handler.run_inference(["Sentiment:"], handler.load_model())
 
 
 def test_inference_args_override_the_constructor(handler_and_model):

@@ -17,22 +17,24 @@ from handlers.gemma import GemmaModelHandler
 from pipeline.contracts import Stage
 from pipeline.graph import TriageChats
 from pipeline.options import TriageOptions
+from pipeline.graph import handler_prompt_args
 from pipeline.prompts import load_prompt
 from pipeline.sinks import to_pubsub_message
-from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
+from tests.tiny_gemma import APOLOGY_LESSON, APOLOGY_PROMPT, GENERATE_PROMPT, SCORE_PROMPT, lesson_chats
 
 BAD_PAYLOADS = [b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}']
 # The chat id of each bad payload, where it had one: dead letters keep it for filtering and replay.
 BAD_PAYLOAD_IDS = [None, None, None, "9", "10"]
 
 
-def _graph(preset: str, handler_cls=GemmaModelHandler, **handler_kwargs) -> TriageChats:
+def _graph(preset: str, handler_cls=GemmaModelHandler, triage_prompt=GENERATE_PROMPT, **handler_kwargs) -> TriageChats:
     settings = {"max_length": 384, "share_across_processes": False, **handler_kwargs}
+    triage, apology = load_prompt(triage_prompt), load_prompt(APOLOGY_PROMPT)
     return TriageChats(
-        handler_cls(preset, metrics_namespace="triage_model", **settings),
-        handler_cls(preset, metrics_namespace="apology_model", **settings),
-        load_prompt("triage"),
-        load_prompt("apology"),
+        handler_cls(preset, metrics_namespace="triage_model", **handler_prompt_args(triage), **settings),
+        handler_cls(preset, metrics_namespace="apology_model", **handler_prompt_args(apology), **settings),
+        triage,
+        apology,
     )
 
 
@@ -51,7 +53,8 @@ def test_routes_each_reply_to_main_negative_or_error(tiny_gemma):
     main = outputs["main"] | "MainIds" >> beam.Map(lambda row: (row.chat_id, row.sentiment, row.prompt_version))
     review = outputs["negative"] | "Drafts" >> beam.Map(lambda m: (m.chat_id, m.summary, m.draft_reply))
     errors = outputs["error"] | "ErrorStages" >> beam.Map(lambda d: (d.chat_id, d.stage))
-    assert_that(main, equal_to([("2", 1, "triage-v1"), ("3", 0, "triage-v1")]), label="main")
+    version = "triage-instruct-generate-v1"
+    assert_that(main, equal_to([("2", 1, version), ("3", 0, version)]), label="main")
     assert_that(review, equal_to([APOLOGY_LESSON[:1] + APOLOGY_LESSON[2:]]), label="negative")
     expected_errors = [("4", Stage.TRIAGE_REPLY)] + [(chat_id, Stage.INPUT) for chat_id in BAD_PAYLOAD_IDS]
     assert_that(errors, equal_to(expected_errors), label="error")
@@ -72,6 +75,25 @@ def test_an_invalid_reply_keeps_the_raw_text_and_the_chat(tiny_gemma):
             errors | beam.Map(lambda d: (d.reason, d.raw_output.startswith("Sure!"), json.loads(d.payload)["id"])),
             equal_to([("invalid reply: sentiment: Input should be a valid integer", True, "4")]),
         )
+
+
+def test_scoring_mode_picks_the_sentiment_and_keeps_a_bad_summary(tiny_gemma):
+    pipeline = TestPipeline(runner="FnApiRunner")
+    payloads = [json.dumps(chat).encode() for chat in lesson_chats()]
+    outputs = pipeline | beam.Create(payloads) | _graph(tiny_gemma, triage_prompt=SCORE_PROMPT, max_batch_size=4)
+    main = outputs["main"] | "Main" >> beam.Map(lambda row: (row.chat_id, row.sentiment, row.summary))
+    review = outputs["negative"] | "Drafts" >> beam.Map(lambda m: (m.chat_id, m.summary, m.triage_prompt_version))
+    errors = outputs["error"] | "Errors" >> beam.Map(lambda d: (d.chat_id, d.stage, d.reason))
+    assert_that(
+        main, equal_to([("2", 1, "The customer loved the burger."), ("3", 0, "Asked about Sunday hours.")]),
+        label="main",
+    )
+    assert_that(
+        review, equal_to([("1", "Cold pizza, two hours late.", "triage-instruct-score-v1")]), label="negative"
+    )
+    reason = "invalid reply: summary: String should have at least 1 character"
+    assert_that(errors, equal_to([("4", Stage.TRIAGE_REPLY, reason)]), label="error")
+    pipeline.run().wait_until_finish()
 
 
 class ExplodingHandler(GemmaModelHandler):

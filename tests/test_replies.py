@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.replies import ReplyError, parse_apology, parse_triage_reply
+from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,14 @@ def test_apology_stops_at_end_of_turn():
 def test_apology_must_be_present_and_short(text):
     with pytest.raises(ReplyError, match="invalid apology"):
         parse_apology(text)
+
+
+def test_a_scored_reply_takes_the_summary_up_to_the_turn_end():
+    reply = parse_scored_reply(-1, " Cold pizza, two hours late.<end_of_turn>ignored")
+    assert (reply.sentiment, reply.summary) == (-1, "Cold pizza, two hours late.")
+
+
+@pytest.mark.parametrize("summary", ["", "  \n", "x" * 513])
+def test_a_scored_reply_needs_a_summary_of_sensible_length(summary):
+    with pytest.raises(ReplyError, match="invalid reply: summary"):
+        parse_scored_reply(0, summary)

@@ -2,6 +2,7 @@
 
 It goes through the same `save_to_preset` → `CausalLM.from_preset` → `generate()` path as a real Gemma; only the
 weights are small (2 layers, hidden size 64, a SentencePiece vocabulary trained in memory on the lessons).
+It learns the instruction-tuned prompts of both sentiment modes and the apology prompt.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import sentencepiece  # noqa: E402
 
-from pipeline.prompts import load_prompt  # noqa: E402
+from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name  # noqa: E402
 
 SEQUENCE_LENGTH = 384
 END_OF_TURN = "<end_of_turn>"
+GENERATE_PROMPT = prompt_name("triage", Family.INSTRUCT, SentimentMode.GENERATE)
+SCORE_PROMPT = prompt_name("triage", Family.INSTRUCT, SentimentMode.SCORE)
+APOLOGY_PROMPT = prompt_name("apology", Family.INSTRUCT)
 
 # (chat id, user id, chat, the reply the model is taught). Each reply is what the pipeline must make of it.
 TRIAGE_LESSONS = [
@@ -30,6 +34,14 @@ TRIAGE_LESSONS = [
     # A malformed reply of the kind small models produce: the sentiment as a word.
     ("4", "224", "My order number is 4471.", 'Sure! {"sentiment": "neutral", "summary": "Order number given."}'),
 ]
+# (chat id, the label the scoring prompt is taught to continue with, the summary after it).
+SCORED_LESSONS = [
+    ("1", " negative", " Cold pizza, two hours late."),
+    ("2", " positive", " The customer loved the burger."),
+    ("3", " neutral", " Asked about Sunday hours."),
+    # An empty summary: the one way a scored reply can still be invalid.
+    ("4", " neutral", ""),
+]
 APOLOGY_LESSON = ("1", "221", "Cold pizza, two hours late.", "We are sorry your pizza was cold and late.")
 
 
@@ -38,15 +50,22 @@ def lesson_chats() -> list[dict]:
     return [{"id": chat_id, "user_id": user_id, "chat_message": chat} for chat_id, user_id, chat, _ in TRIAGE_LESSONS]
 
 
-def _lessons() -> list[tuple[str, str]]:
-    triage, apology = load_prompt("triage"), load_prompt("apology")
+def _chat(chat_id: str) -> str:
+    return next(chat for cid, _, chat, _ in TRIAGE_LESSONS if cid == chat_id)
+
+
+def _lessons() -> list[str]:
+    generate, score, apology = map(load_prompt, (GENERATE_PROMPT, SCORE_PROMPT, APOLOGY_PROMPT))
     texts = [
-        (triage.render(chat=chat, user_id=user_id), reply) for _, user_id, chat, reply in TRIAGE_LESSONS
+        generate.render(chat=chat, user_id=user_id) + reply + END_OF_TURN for _, user_id, chat, reply in TRIAGE_LESSONS
+    ]
+    texts += [
+        score.render(chat=_chat(chat_id)) + label + score.scoring.then + summary + "\n"
+        for chat_id, label, summary in SCORED_LESSONS
     ]
     chat_id, user_id, summary, draft = APOLOGY_LESSON
-    chat = next(chat for cid, _, chat, _ in TRIAGE_LESSONS if cid == chat_id)
-    texts.append((apology.render(chat=chat, user_id=user_id, summary=summary), draft))
-    return [(prompt, reply + END_OF_TURN) for prompt, reply in texts]
+    texts.append(apology.render(chat=_chat(chat_id), user_id=user_id, summary=summary) + draft + END_OF_TURN)
+    return texts
 
 
 def _tokenizer(corpus: list[str]) -> keras_hub.models.GemmaTokenizer:
@@ -56,15 +75,18 @@ def _tokenizer(corpus: list[str]) -> keras_hub.models.GemmaTokenizer:
         model_type="unigram", byte_fallback=True, character_coverage=1.0, minloglevel=2,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3,
         pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
-        user_defined_symbols=["<start_of_turn>", END_OF_TURN],
+        # As in Gemma's vocabulary: newlines survive, and "\n" and each scored label are one token.
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+        user_defined_symbols=[
+            "<start_of_turn>", END_OF_TURN, "\n", *sorted({"▁" + label.strip() for _, label, _ in SCORED_LESSONS})
+        ],
     )
     return keras_hub.models.GemmaTokenizer(proto=proto.getvalue())
 
 
 def build_taught_preset(directory: Path, epochs: int = 100) -> Path:
     """Builds, teaches and saves the tiny preset into `directory`; about 30 s on two CPU cores."""
-    lessons = _lessons()
-    texts = [prompt + reply for prompt, reply in lessons]
+    texts = _lessons()
     tokenizer = _tokenizer(texts)
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.GemmaBackbone(
