@@ -27,8 +27,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
     && rm -rf /var/lib/apt/lists/*
 # A virtual environment first on PATH: the boot program and the launcher both start `python` from PATH.
+# Since Beam 2.44 the boot program makes a fresh virtual environment of its own for the SDK unless told
+# not to, and one made from this venv's interpreter would not see the packages installed here.
 RUN python3.11 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:${PATH}
+ENV PATH=/opt/venv/bin:${PATH} \
+    RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1
 
 # Beam's worker boot program and the Flex Template launcher, copied in whole.
 COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam

@@ -119,6 +119,8 @@ def test_the_entry_points_and_environment():
     # The project is installed in the image, which is also the workers' container: nothing to stage.
     assert not {"FLEX_TEMPLATE_PYTHON_SETUP_FILE", "FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE"} & set(env)
     assert env["KERAS_BACKEND"] == "jax"
+    # The workers' boot program must use the image's environment, not a new empty one.
+    assert env["PATH"].startswith("/opt/venv/bin:") and env["RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT"] == "1"
     # Two model processes (triage and apology drafts) share each GPU; together they must leave room.
     assert 0 < float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) <= 0.45
     assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in DOCKERFILE
