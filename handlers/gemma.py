@@ -52,6 +52,13 @@ class Choice:
     baseline_prompts: tuple[str, ...] = ()
 
 
+def _cut(text: str, stop: Sequence[str]) -> str:
+    """`text` up to the first of the `stop` texts."""
+    for marker in stop:
+        text = text.split(marker, 1)[0]
+    return text
+
+
 class KerasHubGenerator:
     """A loaded causal LM that turns a batch of prompts into a batch of replies.
 
@@ -88,7 +95,8 @@ class KerasHubGenerator:
     ) -> list[Generation]:
         """One `generate()` call for the whole batch; each reply has its prompt removed by token position.
 
-        Generation ends at the end-of-text and end-of-turn tokens, and at each text in `stop` (single tokens).
+        Generation ends at the end-of-text and end-of-turn tokens, and at each text in `stop` (single tokens);
+        a reply is cut before the first stop text, which a longer token (`"\n\n"` for `"\n"`) may hold.
         """
         self._use_sampler(sampler)
         replies = self._model.generate(
@@ -96,7 +104,8 @@ class KerasHubGenerator:
             strip_prompt=True,
         )
         return [
-            Generation(str(reply), count, max_length) for reply, count in zip(replies, self._prompt_tokens(prompts))
+            Generation(_cut(str(reply), stop), count, max_length)
+            for reply, count in zip(replies, self._prompt_tokens(prompts))
         ]
 
     def next_token_logprobs(self, prompts: list[str], token_ids: Sequence[int]) -> np.ndarray:

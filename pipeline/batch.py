@@ -13,7 +13,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.graph import TriageChats
-from pipeline.options import BatchOptions, TriageOptions, require
+from pipeline.options import BatchOptions, TriageOptions, require, use_default_model
 from pipeline.sinks import WriteJsonLines
 
 
@@ -37,7 +37,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     standard.runner = standard.runner or "FnApiRunner"
     batch, triage = options.view_as(BatchOptions), options.view_as(TriageOptions)
     require(batch, "input", "output_dir")
-    require(triage, "model")
+    use_default_model(triage)
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(pipeline, batch.input, batch.output_dir, TriageChats.from_options(triage))
     pipeline.run().wait_until_finish()

@@ -148,3 +148,33 @@ class DeadLetter(Record):
         if self.payload_encoding == "base64":
             return base64.b64decode(self.payload)
         return self.payload.encode("utf-8")
+
+
+class LabeledExample(Record):
+    """One line of labeled data (`shared/data/*.jsonl`): a text and the sentiment a person gave it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Identifier
+    text: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
+    label: Sentiment
+
+    def as_chat(self) -> dict:
+        """The example as the chat message the pipeline reads."""
+        return {"id": self.id, "user_id": "evaluation", "chat_message": self.text}
+
+
+class SentimentReport(Record):
+    """What `python -m pipeline.evaluate` prints: how well the triage model's sentiment matches the labels."""
+
+    rows: int
+    valid_share: float = Field(description="share of rows whose reply carried a valid sentiment")
+    error_share: float = Field(description="share of rows that ended in `error`, for any reason")
+    macro_recall: float = Field(description="recall averaged over the three classes (the TweetEval metric)")
+    macro_f1: float
+    recall: dict[str, float] = Field(description="per class: negative, neutral, positive")
+    confusion: dict[str, dict[str, int]] = Field(description="label → predicted (or error) → rows")
+    chats_per_second: float = Field(description="rows over the model's inference time, model loading excluded")
+    wall_seconds: float
+    model_id: str
+    prompt_version: str

@@ -11,6 +11,41 @@ from pipeline.options import TriageOptions
 from pipeline.prompts import Family, PromptTemplate, SentimentMode, detect_family, load_prompt, prompt_name
 from pipeline.triage import MAIN, NEGATIVE, DraftApologies, Triage
 
+# Where each model handler's metrics go, so the two report apart.
+TRIAGE_NAMESPACE = "triage_model"
+APOLOGY_NAMESPACE = "apology_model"
+
+
+def triage_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemplate]:
+    """The triage model's handler and the prompt that fits its family and the sentiment mode."""
+    mode = SentimentMode(options.sentiment_mode)
+    prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
+    handler = GemmaModelHandler(
+        options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
+        metrics_namespace=TRIAGE_NAMESPACE, **handler_prompt_args(prompt), **_batching(options),
+    )
+    return handler, prompt
+
+
+def apology_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemplate]:
+    """The apology model's handler (the triage preset unless another is named) and its family's prompt."""
+    preset = options.apology_model or options.model
+    prompt = load_prompt(prompt_name("apology", _family(options, preset)), options.prompts_dir)
+    handler = GemmaModelHandler(
+        preset, model_id=None if options.apology_model else options.model_id,
+        max_length=options.apology_max_length, sampler=options.apology_sampler,
+        metrics_namespace=APOLOGY_NAMESPACE, **handler_prompt_args(prompt), **_batching(options),
+    )
+    return handler, prompt
+
+
+def _batching(options: TriageOptions) -> dict:
+    return {
+        "max_batch_size": options.max_batch_size,
+        "max_batch_duration_secs": options.max_batch_duration_secs,
+        "share_across_processes": options.share_model_across_processes,
+    }
+
 
 def _family(options: TriageOptions, preset: str) -> Family:
     return detect_family(preset) if options.model_family == "auto" else Family(options.model_family)
@@ -40,27 +75,8 @@ class TriageChats(beam.PTransform):
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
-        apology_preset = options.apology_model or options.model
-        triage_prompt = load_prompt(
-            prompt_name("triage", _family(options, options.model), SentimentMode(options.sentiment_mode)),
-            options.prompts_dir,
-        )
-        apology_prompt = load_prompt(prompt_name("apology", _family(options, apology_preset)), options.prompts_dir)
-        shared = {
-            "max_batch_size": options.max_batch_size,
-            "max_batch_duration_secs": options.max_batch_duration_secs,
-            "share_across_processes": options.share_model_across_processes,
-        }
-        triage = GemmaModelHandler(
-            options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
-            metrics_namespace="triage_model", **handler_prompt_args(triage_prompt), **shared,
-        )
-        apology = GemmaModelHandler(
-            apology_preset, model_id=None if options.apology_model else options.model_id,
-            max_length=options.apology_max_length, sampler=options.apology_sampler,
-            metrics_namespace="apology_model", **handler_prompt_args(apology_prompt), **shared,
-        )
-        return cls(triage, apology, triage_prompt, apology_prompt)
+        (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
+        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

@@ -31,12 +31,25 @@ def require(options: PipelineOptions, *names: str) -> None:
         raise SystemExit(f"missing required flags: {' '.join(missing)}")
 
 
+def use_default_model(options: TriageOptions) -> None:
+    """Without `--model`, the local Gemma 3 270M: built once into the XDG cache (`make model`), then reused.
+
+    The converter's packages come with the `local-model` extra; production images name a preset instead.
+    """
+    if not options.model:
+        from handlers import gguf_preset
+
+        options.model = str(gguf_preset.build_preset())
+
+
 class TriageOptions(PipelineOptions):
     """The model and prompts, shared by the batch and streaming jobs."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--model", help="KerasHub preset for triage: a folder, gs://… or kaggle://….")
+        parser.add_argument(
+            "--model", help="KerasHub preset for triage: a folder, gs://… or kaggle://… (default: the local Gemma 3 270M)."
+        )
         parser.add_argument("--model_id", default=None, help="Model id written into outputs (default: the preset's name).")
         parser.add_argument(
             "--model_family", choices=["auto", *Family], default="auto",
@@ -83,3 +96,18 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE for sentiment 1 and 0.")
         parser.add_argument("--review_topic", help="projects/P/topics/T for drafts to review.")
         parser.add_argument("--dead_letter_topic", help="projects/P/topics/T for dead letters.")
+
+
+class EvaluateOptions(PipelineOptions):
+    """Flags of `python -m pipeline.evaluate`, beside `TriageOptions`."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--labeled", help='Glob of JSON Lines files: {"id", "text", "label"} lines, or chats with --labels.'
+        )
+        parser.add_argument(
+            "--label_file", default=None,
+            help='JSON Lines file of {"id", "label"} lines for --labeled chat files.',
+        )
+        parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N labeled rows.")

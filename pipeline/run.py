@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.dead_letters import ERROR
 from pipeline.graph import TriageChats
-from pipeline.options import StreamingOptions, TriageOptions, require
+from pipeline.options import StreamingOptions, TriageOptions, require, use_default_model
 from pipeline.sinks import PublishRecords, WriteTriageRows
 from pipeline.triage import MAIN, NEGATIVE
 
@@ -47,7 +47,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     standard.runner = standard.runner or "BundleBasedDirectRunner"
     streaming, triage = options.view_as(StreamingOptions), options.view_as(TriageOptions)
     require(streaming, "input_subscription", "bigquery_table", "review_topic", "dead_letter_topic")
-    require(triage, "model")
+    use_default_model(triage)
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(pipeline, streaming, TriageChats.from_options(triage))
     return pipeline.run()

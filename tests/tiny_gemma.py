@@ -75,10 +75,10 @@ def _tokenizer(corpus: list[str]) -> keras_hub.models.GemmaTokenizer:
         model_type="unigram", byte_fallback=True, character_coverage=1.0, minloglevel=2,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3,
         pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
-        # As in Gemma's vocabulary: newlines survive, and "\n" and each scored label are one token.
+        # As in Gemma's vocabulary: newlines survive; "\n", "\n\n" and each scored label are one token.
         normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
         user_defined_symbols=[
-            "<start_of_turn>", END_OF_TURN, "\n", *sorted({"▁" + label.strip() for _, label, _ in SCORED_LESSONS})
+            "<start_of_turn>", END_OF_TURN, "\n", "\n\n", *sorted({"▁" + label.strip() for _, label, _ in SCORED_LESSONS})
         ],
     )
     return keras_hub.models.GemmaTokenizer(proto=proto.getvalue())
