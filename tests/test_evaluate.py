@@ -63,3 +63,23 @@ def test_limit_takes_the_first_rows(tiny_gemma, tmp_path):
         "--max_length", "384",
     ])
     assert (report.rows, report.recall["negative"]) == (1, 1.0)
+
+
+# Support chats whose sentiment no reader would dispute.
+OBVIOUS_CHATS = [
+    ("a1", "My pizza arrived cold, an hour late, and the driver was rude. Worst service ever, I want a refund.", -1),
+    ("a2", "You charged me twice for the same order and nobody answers the phone. This is a disgrace.", -1),
+    ("h1", "The burger was amazing and the delivery was super fast. Thank you so much!", 1),
+    ("h2", "Great service today, the staff were lovely and the fries were perfect. Love this place!", 1),
+    ("n1", "What time does the Main Street store open on Sundays?", 0),
+    ("n2", "Can I change the delivery address on order 4521?", 0),
+]
+
+
+@pytest.mark.slow
+def test_the_real_gemma3_scores_every_chat_with_a_valid_sentiment(gemma3_preset, tmp_path):
+    rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": l} for i, t, l in OBVIOUS_CHATS])
+    report = evaluate.run(["--labeled", str(rows), "--model", str(gemma3_preset)])
+    assert report.prompt_version == "triage-base-score-v1", "the 270M is a base model: few-shot scoring prompt"
+    assert report.error_share == 0, report.confusion
+    assert report.recall["negative"] == 1.0, report.confusion
