@@ -229,7 +229,7 @@ class LocalStack:
         with contextlib.ExitStack() as cleanup:
             if workdir is None:
                 workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="chat-triage-stack-")))
-            cleanup.callback(lambda: [service.stop() for service in reversed(services)])
+            cleanup.callback(_stop_all, services)
             pubsub, pubsub_host = start_pubsub(workdir)
             services.append(pubsub)
             bigquery, bigquery_endpoint = start_bigquery(workdir, resources.project)
@@ -309,6 +309,11 @@ class LocalStack:
         except NotFound:
             return []
         return [dict(row) for row in result]
+
+
+def _stop_all(services: list[Service]) -> None:
+    for service in reversed(services):
+        service.stop()
 
 
 def _restore_env(name: str, value: str | None) -> None:
