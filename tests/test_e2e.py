@@ -1,0 +1,80 @@
+"""End to end on the local stack: the Pub/Sub emulator and bqemulator up, the streaming job running, chats
+published, and every one of them found exactly once in BigQuery, on the review topic or on the dead-letter topic."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from local.job import StreamingJob, Tally, message_key
+from local.stack import LocalStack, Resources
+from pipeline.contracts import TriageRow
+from pipeline.sinks import bigquery_schema
+from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "chats.jsonl"
+MALFORMED = [b"not json", b"\xff\xfe not utf-8", b'{"id": "e2e-9", "user_id": 9}', b'{"id": "e2e-10", "user_id": 1, "chat_message": 42}']
+# Cancelling waits for the runner's blocking pull (30 s) unless woken; the job must stop well before that.
+CANCEL_LIMIT_SECS = 15
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def _run_job(stack: LocalStack, project: str, model: str, payloads: list[bytes], timeout: float, *flags: str):
+    """Runs the job on resources of its own until everything published is accounted for; returns the tally."""
+    stack = stack.for_resources(Resources(project=project))
+    stack.create_resources()
+    job = StreamingJob(stack, model, "--share_model_across_processes=false", *flags)
+    try:
+        stack.publish(payloads)
+        tally = Tally(stack, payloads)
+        assert tally.wait(job, timeout), f"after {timeout:.0f} s: {tally.summary()}, missing {dict(tally.missing)}"
+        time.sleep(3)  # anything written twice would show up now
+        tally.poll()
+    finally:
+        cancel_secs = job.cancel()
+    assert cancel_secs < CANCEL_LIMIT_SECS
+    assert tally.accounted == tally.expected, "each published message exactly once"
+    return tally, stack
+
+
+def test_every_published_chat_lands_once_on_the_local_stack(stack, tiny_gemma):
+    payloads = [json.dumps(chat).encode() for chat in lesson_chats()] + MALFORMED
+    tally, stack = _run_job(
+        stack, "e2e-tiny", tiny_gemma, payloads, 120, "--max_length=384", "--apology_max_length=384"
+    )
+
+    assert {row["chat_id"]: row["sentiment"] for row in tally.rows} == {"2": 1, "3": 0}
+    assert {row["prompt_version"] for row in tally.rows} == {"triage-v1"}
+    assert [(review["chat_id"], review["draft_reply"]) for review in tally.reviews] == [
+        (APOLOGY_LESSON[0], APOLOGY_LESSON[3])
+    ]
+    stages = {(letter.chat_id, letter.stage.value) for letter in tally.dead_letters}
+    assert stages == {("4", "triage_reply"), (None, "input"), ("e2e-9", "input"), ("e2e-10", "input")}
+    kept = sorted(letter.payload_bytes() for letter in tally.dead_letters if letter.stage.value == "input")
+    assert kept == sorted(MALFORMED), "bad input is kept byte for byte"
+
+    table = stack.bigquery.get_table(f"{stack.resources.project}.{stack.resources.dataset}.{stack.resources.table}")
+    assert [(f.name, f.field_type, f.mode) for f in table.schema] == [
+        (f["name"], f["type"], f["mode"]) for f in bigquery_schema(TriageRow)["fields"]
+    ], "the job created the table from the row contract"
+
+
+@pytest.mark.slow
+def test_sample_chats_on_the_real_gemma(stack, gemma3_preset):
+    # Six of the samples (four chats, two malformed): the whole file takes about 15 minutes on two cores.
+    lines = [line for line in SAMPLES.read_bytes().splitlines() if line.strip()]
+    payloads = [line for line in lines if message_key(line) in {"1", "2", "3", "4", "90", "not a json line"}]
+    assert len(payloads) == 6
+    tally, _ = _run_job(stack, "e2e-gemma3", str(gemma3_preset), payloads, 600)
+
+    assert len(tally.rows) + len(tally.reviews) + len(tally.dead_letters) == len(payloads)
+    assert {(letter.chat_id, letter.stage.value) for letter in tally.dead_letters} >= {(None, "input"), ("90", "input")}
+    assert {row["model_id"] for row in tally.rows} <= {Path(gemma3_preset).name}
