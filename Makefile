@@ -37,7 +37,8 @@ lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
 	/tmp/chat-triage-lock/bin/pip install --quiet --upgrade pip
 	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,local-stack,test]'
-	{ head -2 requirements.lock; /tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage; } > requirements.lock.new
+	/tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage \
+		| /tmp/chat-triage-lock/bin/python scripts/lock.py pyproject.toml > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean: ## Remove .venv and outputs

@@ -6,7 +6,7 @@ stands in for the image's `pip check`.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -83,31 +83,22 @@ def test_the_image_installs_the_lock_and_jax_cuda_at_the_locks_version():
     assert _pinned(LOCK)["jax"] == _pyproject_pin("jax")
 
 
-def _needed_by(requirements: list[Requirement]) -> set[str]:
-    """Every distribution that `requirements` pull in, read from the installed packages' metadata."""
-    needed, pending = set(), [(requirement, frozenset({""})) for requirement in requirements]
-    while pending:
-        requirement, extras = pending.pop()
-        if requirement.marker and not any(requirement.marker.evaluate({"extra": extra}) for extra in extras):
-            continue
-        name = canonicalize_name(requirement.name)
-        key = (name, frozenset(requirement.extras))
-        if key in needed:
-            continue
-        needed.add(key)
-        for child in importlib.metadata.requires(name) or []:
-            pending.append((Requirement(child), frozenset(requirement.extras) | {""}))
-    return {name for name, _ in needed}
+def _lock_script():
+    """`scripts/lock.py`, which `make lock` runs to order the lock."""
+    spec = importlib.util.spec_from_file_location("lock", ROOT / "scripts" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_lock_filter_drops_exactly_what_only_development_needs():
-    dropped_pattern = _arg_defaults()["LOCK_EXCLUDE"]
-    dropped = set(_pinned([line for line in LOCK if re.search(dropped_pattern, line)]))
-    core = [Requirement(dependency) for dependency in PYPROJECT["project"]["dependencies"]]
-    needed = _needed_by(core)
-    development_only = set(_pinned(LOCK)) - needed
-    assert not dropped & needed, f"the image drops packages the job needs: {sorted(dropped & needed)}"
-    assert dropped == development_only, f"the image keeps development-only packages: {sorted(development_only - dropped)}"
+def test_the_image_installs_exactly_the_part_of_the_lock_the_job_needs():
+    lock = _lock_script()
+    marker = LOCK.index(lock.DEVELOPMENT_MARKER)
+    job, development = set(_pinned(LOCK[:marker])), set(_pinned(LOCK[marker:]))
+    needed = lock.job_requirements(PYPROJECT)
+    assert job == needed & set(_pinned(LOCK)), f"the job part is not the job's closure: {sorted(job ^ needed)}"
+    assert not development & needed, f"marked development-only but the job needs: {sorted(development & needed)}"
+    assert "sed '/^# development only/,$d' requirements.lock > /tmp/requirements.txt" in " ".join(_instructions())
 
 
 def test_the_entry_points_and_environment():
