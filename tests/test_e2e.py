@@ -48,11 +48,12 @@ def _run_job(stack: LocalStack, project: str, model: str, payloads: list[bytes],
 def test_every_published_chat_lands_once_on_the_local_stack(stack, tiny_gemma):
     payloads = [json.dumps(chat).encode() for chat in lesson_chats()] + MALFORMED
     tally, stack = _run_job(
-        stack, "e2e-tiny", tiny_gemma, payloads, 120, "--max_length=384", "--apology_max_length=384"
+        stack, "e2e-tiny", tiny_gemma, payloads, 120, "--max_length=384", "--apology_max_length=384",
+        "--model_family=instruct",  # the prompts the tiny model learned
     )
 
     assert {row["chat_id"]: row["sentiment"] for row in tally.rows} == {"2": 1, "3": 0}
-    assert {row["prompt_version"] for row in tally.rows} == {"triage-v1"}
+    assert {row["prompt_version"] for row in tally.rows} == {"triage-instruct-score-v1"}
     assert [(review["chat_id"], review["draft_reply"]) for review in tally.reviews] == [
         (APOLOGY_LESSON[0], APOLOGY_LESSON[3])
     ]
