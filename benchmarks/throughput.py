@@ -52,10 +52,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8, help="Prompts per generate() call (B).")
     parser.add_argument("--max_length", type=int, default=512, help="Triage max_length, prompt plus reply.")
     parser.add_argument("--apology_max_length", type=int, default=768, help="Apology max_length.")
+    # Only `generate`: there the three approaches send the same prompts to generate(). In `score` mode (the jobs'
+    # default) the pipeline first scores the labels in a forward pass of its own, which has no counterpart here.
     parser.add_argument(
-        "--sentiment_mode", default="generate", choices=("generate", "score"),
-        help="generate (default): every approach sends the same prompts to generate(); score adds the pipeline's "
-        "scoring pass, which the floor and the blueprint do not do.",
+        "--sentiment_mode", default="generate", choices=("generate",), help="The triage mode the pipeline runs."
     )
     parser.add_argument("--quick", action="store_true", help=f"Fewer chats ({QUICK['chats']}): under 5 minutes.")
     parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated subset of " + ",".join(PHASES))
