@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model test demo batch lock clean
+.PHONY: help install model test demo batch bench lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, def
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
 	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model "$$model"
 	@echo "results (one JSON object per line):"; wc -l out/*.jsonl
+
+bench: $(INSTALLED) ## Benchmark (quick, under 5 min): pipeline vs bare model vs blueprint; JSON on the last line
+	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
+	uptime; $(BIN)/python -m benchmarks.throughput --quick --model "$$model"; uptime
 
 lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
 	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock

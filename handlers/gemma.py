@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from dataclasses import dataclass
@@ -13,14 +16,48 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-__all__ = ["Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator"]
+__all__ = ["Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator", "batch_sizes", "length_buckets"]
 
 SamplerSpec = str | Mapping[str, Any]
 _INFERENCE_ARGS = frozenset({"max_length", "sampler"})
 # Instruction-tuned Gemma ends its turn with this token; stopping there saves generating up to max_length.
 _END_OF_TURN = "<end_of_turn>"
-# Scoring pads sequences to a multiple of this, so a stream of varied chats compiles the forward pass a few times.
-_LENGTH_STEP = 64
+# JAX compiles `generate()` and the scoring pass once per input shape (tens of seconds on a CPU), so every batch
+# is padded to one of a few sizes and every sequence to one of a few lengths: 64 and 96 times powers of two.
+_SHORTEST = 64
+
+
+def _bucket(needed: int) -> int:
+    """The smallest length of 64 or 96 times a power of two that holds `needed` tokens."""
+    size = _SHORTEST
+    while True:
+        for length in (size, size * 3 // 2):
+            if length >= needed:
+                return length
+        size *= 2
+
+
+def length_buckets(max_length: int) -> tuple[int, ...]:
+    """The sequence lengths `generate()` runs at, up to `max_length`, which is always the last one."""
+    buckets, needed = [], 1
+    while (length := _bucket(needed)) < max_length:
+        buckets.append(length)
+        needed = length + 1
+    return (*buckets, max_length)
+
+
+def batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The batch sizes the model is run at: powers of two below `max_batch_size`, then `max_batch_size`."""
+    sizes, size = [], 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    return (*sizes, max_batch_size)
+
+
+def _smallest_at_least(sizes: Sequence[int], needed: int) -> int:
+    """The smallest of the sorted `sizes` that holds `needed`, or the largest when none does."""
+    return sizes[min(bisect.bisect_left(sizes, needed), len(sizes) - 1)]
 
 
 class Generation(NamedTuple):
@@ -30,6 +67,7 @@ class Generation(NamedTuple):
     prompt_tokens: int
     max_length: int
     choice: str | None = None  # the option the model's likelihood picked, when the handler chooses first
+    sequence_length: int = 0  # the length generate() ran at (a bucket up to max_length); 0 when it did not run
 
     @property
     def prompt_fitted(self) -> bool:
@@ -79,6 +117,9 @@ class KerasHubGenerator:
             stop.append(self._tokenizer.token_to_id(_END_OF_TURN))
         self._stop_token_ids = tuple(stop)
         self._forward = None
+        # Two RunInference steps may share one loaded model (the same tag), and a streaming runner calls from
+        # several threads: one call at a time keeps the sampler and the compiled functions consistent.
+        self._lock = threading.Lock()
 
     def token_ids(self, texts: Sequence[str]) -> list[int]:
         """The id of each text, which must be a single token of the vocabulary."""
@@ -91,32 +132,65 @@ class KerasHubGenerator:
         return ids
 
     def generate(
-        self, prompts: list[str], max_length: int, sampler: SamplerSpec, stop: Sequence[str] = ()
+        self,
+        prompts: list[str],
+        max_length: int,
+        sampler: SamplerSpec,
+        stop: Sequence[str] = (),
+        *,
+        reply_tokens: int | None = None,
+        pad_to: int | None = None,
     ) -> list[Generation]:
         """One `generate()` call for the whole batch; each reply has its prompt removed by token position.
 
         Generation ends at the end-of-text and end-of-turn tokens, and at each text in `stop` (single tokens);
         a reply is cut before the first stop text, which a longer token (`"\n\n"` for `"\n"`) may hold.
+        The call runs at the smallest of `length_buckets(max_length)` that holds the longest prompt plus
+        `reply_tokens` (`max_length` itself without a budget), with the batch padded to `pad_to` rows by
+        repeating its last prompt, so that a stream of varied batches compiles only a few shapes. A prompt
+        that fills `max_length` is not run at all: its reply is empty and `prompt_fitted` false.
         """
-        self._use_sampler(sampler)
-        replies = self._model.generate(
-            prompts, max_length=max_length, stop_token_ids=(*self._stop_token_ids, *self.token_ids(stop)),
-            strip_prompt=True,
-        )
+        counts = self._prompt_tokens(prompts)
+        fitting = [index for index, count in enumerate(counts) if count < max_length]
+        texts = [""] * len(prompts)
+        sequence_length = 0
+        if fitting:
+            longest = max(counts[index] for index in fitting)
+            needed = max_length if reply_tokens is None else longest + reply_tokens
+            sequence_length = min(_bucket(needed), max_length)
+            batch = [prompts[index] for index in fitting]
+            batch += batch[-1:] * max(0, (pad_to or 0) - len(batch))
+            stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+            with self._lock:
+                self._use_sampler(sampler)
+                replies = self._model.generate(
+                    batch, max_length=sequence_length, stop_token_ids=stop_ids, strip_prompt=True
+                )
+            for index, reply in zip(fitting, replies):
+                texts[index] = _cut(str(reply), stop)
         return [
-            Generation(_cut(str(reply), stop), count, max_length)
-            for reply, count in zip(replies, self._prompt_tokens(prompts))
+            Generation(text, count, max_length, sequence_length=sequence_length if count < max_length else 0)
+            for text, count in zip(texts, counts)
         ]
 
-    def next_token_logprobs(self, prompts: list[str], token_ids: Sequence[int]) -> np.ndarray:
-        """Log-probabilities, shape (prompts, token_ids), of each token following each prompt: one forward pass."""
+    def next_token_logprobs(
+        self, prompts: list[str], token_ids: Sequence[int], *, pad_to: int | None = None
+    ) -> np.ndarray:
+        """Log-probabilities, shape (prompts, token_ids), of each token following each prompt: one forward pass.
+
+        Sequences are padded to a length of `length_buckets` and the batch to `pad_to` rows (empty ones), so
+        varied batches compile the pass a few times only.
+        """
         sequences = [[self._tokenizer.start_token_id, *np.asarray(ids).tolist()] for ids in self._tokenizer(prompts)]
-        width = -(-max(map(len, sequences)) // _LENGTH_STEP) * _LENGTH_STEP
-        token_matrix = np.zeros((len(sequences), width), dtype="int32")
+        width = _bucket(max(map(len, sequences)))
+        token_matrix = np.zeros((max(len(sequences), pad_to or 0), width), dtype="int32")
+        last = np.zeros(len(token_matrix), dtype="int32")
         for row, sequence in enumerate(sequences):
             token_matrix[row, : len(sequence)] = sequence
-        last = np.array([len(sequence) - 1 for sequence in sequences])
-        return np.asarray(self._score(token_matrix, token_matrix != 0, last, np.asarray(token_ids, dtype="int32")))
+            last[row] = len(sequence) - 1
+        with self._lock:
+            scores = self._score(token_matrix, token_matrix != 0, last, np.asarray(token_ids, dtype="int32"))
+        return np.asarray(scores)[: len(sequences)]
 
     def _score(self, token_matrix, padding_mask, last, token_ids):
         if self._forward is None:
@@ -171,6 +245,11 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         metrics_namespace: where this handler's Beam metrics go, so two handlers report apart.
         stop: texts (single tokens) that end a reply, besides the end-of-text and end-of-turn tokens.
         choice: pick one of a few options by likelihood first, then generate what follows it (see `Choice`).
+        reply_tokens: the longest reply wanted, in tokens. With it, each batch runs at the smallest of
+            `length_buckets(max_length)` that holds its longest prompt plus this budget (prefill covers the
+            whole length, so a shorter one is faster); without it, at `max_length`.
+
+    Batches are padded to one of `batch_sizes(max_batch_size)` rows, so the model compiles a few shapes only.
 
     Examples:
         Triage with a keyed handler::
@@ -193,6 +272,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         metrics_namespace: str = "GemmaModelHandler",
         stop: Sequence[str] = (),
         choice: Choice | None = None,
+        reply_tokens: int | None = None,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -207,6 +287,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._metrics_namespace = metrics_namespace
         self._stop = tuple(stop)
         self._choice = choice
+        self._reply_tokens = reply_tokens
+        self._padded_sizes = batch_sizes(max_batch_size)
         self._baseline: np.ndarray | None = None
         self._generate_calls = Metrics.counter(metrics_namespace, "generate_calls")
         self._prompts = Metrics.counter(metrics_namespace, "prompts")
@@ -215,6 +297,18 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    @property
+    def model_tag(self) -> str:
+        """Names the loaded model for Beam's shared-model cache (`RunInference(model_identifier=...)`).
+
+        Handlers of the same class, preset and default sampler get the same tag, so two RunInference steps share
+        one copy of the weights per worker (when models are shared across processes); another sampler gets a
+        copy of its own, since switching samplers would recompile `generate()` at every batch.
+        """
+        handler_class = f"{type(self).__module__}.{type(self).__qualname__}"
+        key = json.dumps([handler_class, self._preset.rstrip("/"), self._defaults["sampler"]], sort_keys=True)
+        return "gemma-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def load_model(self) -> KerasHubGenerator:
         return KerasHubGenerator(self._preset)
@@ -232,10 +326,14 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
     ) -> Iterable[PredictionResult]:
         settings = {**self._defaults, **(inference_args or {})}
         prompts = list(batch)
-        picks = self._pick(prompts, model) if self._choice else None
+        pad_to = _smallest_at_least(self._padded_sizes, len(prompts))
+        picks = self._pick(prompts, model, pad_to) if self._choice else None
         if picks:
             prompts = [prompt + pick + self._choice.then for prompt, pick in zip(prompts, picks)]
-        replies = model.generate(prompts, settings["max_length"], settings["sampler"], self._stop)
+        replies = model.generate(
+            prompts, settings["max_length"], settings["sampler"], self._stop,
+            reply_tokens=self._reply_tokens, pad_to=pad_to,
+        )
         if picks:
             replies = [reply._replace(choice=pick) for reply, pick in zip(replies, picks)]
         if len(replies) != len(batch):
@@ -245,7 +343,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._batch_sizes.update(len(batch))
         return [PredictionResult(prompt, reply, self._model_id) for prompt, reply in zip(batch, replies)]
 
-    def _pick(self, prompts: list[str], model: KerasHubGenerator) -> list[str]:
+    def _pick(self, prompts: list[str], model: KerasHubGenerator, pad_to: int) -> list[str]:
         """The option each prompt's likeliest continuation is, relative to the model's prior for it."""
         options = self._choice.options
         option_ids = model.token_ids(options)
@@ -253,10 +351,12 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             # Once per worker: the prior does not depend on the chat.
             baseline_prompts = list(self._choice.baseline_prompts)
             self._baseline = (
-                model.next_token_logprobs(baseline_prompts, option_ids).mean(axis=0)
+                model.next_token_logprobs(
+                    baseline_prompts, option_ids, pad_to=_smallest_at_least(self._padded_sizes, len(baseline_prompts))
+                ).mean(axis=0)
                 if baseline_prompts else np.zeros(len(options))
             )
-        scores = model.next_token_logprobs(prompts, option_ids) - self._baseline
+        scores = model.next_token_logprobs(prompts, option_ids, pad_to=pad_to) - self._baseline
         return [options[best] for best in scores.argmax(axis=1)]
 
     def get_metrics_namespace(self) -> str:

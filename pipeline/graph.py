@@ -14,6 +14,11 @@ from pipeline.triage import MAIN, NEGATIVE, DraftApologies, Triage
 # Where each model handler's metrics go, so the two report apart.
 TRIAGE_NAMESPACE = "triage_model"
 APOLOGY_NAMESPACE = "apology_model"
+# The longest reply each task needs, in tokens: each batch runs at the shortest length bucket that holds its longest
+# prompt plus this (capped by --max_length / --apology_max_length), since prefill covers the whole length.
+# A summary is at most 512 characters (JSON around it included, about 128 tokens); a draft apology is one reply line.
+TRIAGE_REPLY_TOKENS = 128
+APOLOGY_REPLY_TOKENS = 192
 
 
 def triage_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemplate]:
@@ -22,7 +27,8 @@ def triage_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTempl
     prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
-        metrics_namespace=TRIAGE_NAMESPACE, **handler_prompt_args(prompt), **_batching(options),
+        metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **handler_prompt_args(prompt),
+        **_batching(options),
     )
     return handler, prompt
 
@@ -34,13 +40,17 @@ def apology_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemp
     handler = GemmaModelHandler(
         preset, model_id=None if options.apology_model else options.model_id,
         max_length=options.apology_max_length, sampler=options.apology_sampler,
-        metrics_namespace=APOLOGY_NAMESPACE, **handler_prompt_args(prompt), **_batching(options),
+        metrics_namespace=APOLOGY_NAMESPACE, reply_tokens=APOLOGY_REPLY_TOKENS, **handler_prompt_args(prompt),
+        **_batching(options),
     )
     return handler, prompt
 
 
 def _batching(options: TriageOptions) -> dict:
+    # min = max: Beam's BatchElements otherwise starts at 1 and sizes batches by timing regression, which the
+    # first compilations throw off; full batches are faster, and a bundle's last batch is still flushed as it is.
     return {
+        "min_batch_size": options.max_batch_size,
         "max_batch_size": options.max_batch_size,
         "max_batch_duration_secs": options.max_batch_duration_secs,
         "share_across_processes": options.share_model_across_processes,

@@ -142,8 +142,9 @@ class _AskGemma(beam.PTransform):
         self._tags = (main_tag, *extra_tags)
 
     def expand(self, keyed_prompts):
+        # The same tag for the same preset: triage and apology steps share one copy of the model per worker.
         results, failures = keyed_prompts | "RunInference" >> RunInference(
-            KeyedModelHandler(self._handler)
+            KeyedModelHandler(self._handler), model_identifier=self._handler.model_tag
         ).with_exception_handling()
         failed = failures.failed_inferences | "DeadLetterFailedBatches" >> beam.FlatMap(
             for_failed_batch, self._parse.inference_stage, self._handler.model_id

@@ -2,7 +2,7 @@
 
 import pytest
 
-from handlers.gemma import Choice, GemmaModelHandler
+from handlers.gemma import Choice, GemmaModelHandler, batch_sizes, length_buckets
 from pipeline.graph import handler_prompt_args
 from pipeline.prompts import load_prompt
 from tests.tiny_gemma import GENERATE_PROMPT, SCORE_PROMPT, SCORED_LESSONS, TRIAGE_LESSONS
@@ -80,3 +80,57 @@ def test_the_real_gemma3_answers_a_batch_in_one_call(gemma3_preset):
     assert "Paris" in first.inference.text
     assert not first.inference.text.startswith("Question"), "the prompt is stripped by token position"
     assert "4" in second.inference.text
+
+
+def test_length_buckets_and_batch_sizes_are_a_few_fixed_values():
+    assert length_buckets(512) == (64, 96, 128, 192, 256, 384, 512)
+    assert length_buckets(500) == (64, 96, 128, 192, 256, 384, 500), "max_length is always the last bucket"
+    assert batch_sizes(8) == (1, 2, 4, 8)
+    assert batch_sizes(6) == (1, 2, 4, 6)
+    assert batch_sizes(1) == (1,)
+
+
+def test_generate_runs_at_the_smallest_bucket_that_holds_the_longest_prompt_and_the_reply(tiny_gemma):
+    handler = GemmaModelHandler(tiny_gemma, max_length=384, reply_tokens=32, share_across_processes=False)
+    results = handler.run_inference(_prompts(), handler.load_model())
+    longest = max(r.inference.prompt_tokens for r in results)
+    [length] = {r.inference.sequence_length for r in results}
+    assert length in length_buckets(384) and length >= longest + 32
+    assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [l[3] for l in TRIAGE_LESSONS]
+
+
+def test_a_prompt_that_fits_no_bucket_is_not_run_and_keeps_the_no_room_verdict(handler_and_model):
+    handler, model = handler_and_model
+    prompts = _prompts()
+    too_long = prompts[0] + " pizza" * 400
+    results = handler.run_inference([too_long, prompts[1]], model)
+    assert not results[0].inference.prompt_fitted and results[0].inference.text == ""
+    assert results[0].inference.sequence_length == 0, "the model never saw it"
+    assert results[1].inference.prompt_fitted and 0 < results[1].inference.sequence_length <= 384
+
+
+def test_varied_batches_compile_no_new_shapes_after_warm_up(tiny_gemma):
+    from benchmarks.compiles import CompileCounter
+
+    prompt = load_prompt(SCORE_PROMPT)
+    handler = GemmaModelHandler(
+        tiny_gemma, max_length=384, reply_tokens=16, max_batch_size=4, share_across_processes=False,
+        **handler_prompt_args(prompt),
+    )
+    model = handler.load_model()
+    chats = [chat for _, _, chat, _ in TRIAGE_LESSONS]
+    handler.run_inference([prompt.render(chat=chat) for chat in chats], model)  # warm-up: batch 4
+    with CompileCounter() as compiles:
+        # Other chats and lengths in the same buckets, 3 prompts padded to 4.
+        varied = [prompt.render(chat=chat + " Thanks." * n) for n, chat in enumerate(chats[:3])]
+        results = handler.run_inference(varied, model)
+    assert len(results) == 3
+    assert compiles.count == 0, compiles.by_function
+
+
+def test_handlers_of_one_preset_and_sampler_share_a_model_tag(tiny_gemma):
+    triage = GemmaModelHandler(tiny_gemma, max_length=384, metrics_namespace="triage_model")
+    apology = GemmaModelHandler(tiny_gemma + "/", max_length=768, metrics_namespace="apology_model")
+    assert triage.model_tag == apology.model_tag
+    assert GemmaModelHandler(tiny_gemma, sampler="top_k").model_tag != triage.model_tag
+    assert GemmaModelHandler("gs://other/preset").model_tag != triage.model_tag

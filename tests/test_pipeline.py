@@ -1,6 +1,7 @@
 """The triage graph on a real runner with the taught tiny Gemma: every chat ends in exactly one output."""
 
 import json
+import shutil
 from datetime import datetime, timezone
 
 import apache_beam as beam
@@ -154,3 +155,15 @@ def test_boolean_flags_take_only_true_or_false():
     assert PipelineOptions(["--share_model_across_processes=false"]).view_as(TriageOptions).share_model_across_processes is False
     with pytest.raises(SystemExit):
         PipelineOptions(["--share_model_across_processes=yes"]).view_as(TriageOptions)
+
+
+def test_triage_and_apologies_of_one_preset_load_one_model_per_worker(tiny_gemma, tmp_path):
+    # A preset path of its own: the tag follows the preset, and a model another test loaded under it would be reused.
+    preset = shutil.copytree(tiny_gemma, tmp_path / "tiny_gemma")
+    pipeline = TestPipeline(runner="FnApiRunner")
+    outputs = pipeline | beam.Create(_payloads()) | _graph(str(preset), share_across_processes=True)
+    assert_that(outputs["negative"] | beam.Map(lambda m: m.chat_id), equal_to(["1"]), label="a draft")
+    result = pipeline.run()
+    result.wait_until_finish()
+    loads = result.metrics().query(MetricsFilter().with_name("load_model_latency_milli_secs"))["distributions"]
+    assert sum(d.committed.count for d in loads) == 1, "the apology step reuses the triage step's model"

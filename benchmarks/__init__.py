@@ -1,0 +1,1 @@
+"""Throughput and latency benchmarks: `python -m benchmarks.throughput` (see benchmarks/README.md)."""

@@ -1,0 +1,409 @@
+"""Throughput of the triage pipeline against the bare model and against the blueprint's per-element handler.
+
+    python -m benchmarks.throughput [--quick] [--chats N] [--batch_size B] [--model PRESET]
+
+On the same N chats, the same model and the same `max_length`, each in a process of its own (so that peak
+memory and compilations are its own):
+
+1. `floor`: the model alone, KerasHub `generate()` on batches of B prompts in a plain loop, at the sequence
+   lengths the project's handler would choose (so the ratio isolates what the pipeline adds);
+2. `pipeline`: the batch job end to end (`pipeline.batch.build_pipeline`, JSON Lines in and out) on
+   `FnApiRunner`; `streaming`: the streaming job on the local stack, pending until `local/stack.py` lands;
+3. `blueprint`: one `generate()` call per prompt at the full `max_length`, as the blueprint's handler did;
+4. `recompiles`: the project's handler fed a stream of varied batch sizes and chat lengths, counting XLA
+   compilations after a warm-up pass.
+
+The floor and the blueprint run exactly the prompts the pipeline ran: the triage prompt of every chat, then the
+apology prompt of every chat the pipeline found negative (with the summary it wrote). Seconds are measured
+without model loading and without JAX compilation (both reported apart), so that the figures are steady-state
+throughput. The summary is printed as JSON on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+REPO = Path(__file__).resolve().parent.parent
+PHASES = ("pipeline", "floor", "blueprint", "recompiles")
+# Quick mode: under 5 minutes on two idle cores with Gemma 3 270M.
+QUICK = {"chats": 16, "recompile_batch_size": 4}
+# Makes a chat about 150 tokens longer, into the next length bucket.
+_LONGER = " Let me repeat it: the order was late, the food was cold, the driver was rude, and nobody answered." * 5
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="KerasHub preset (default: the local Gemma 3 270M).")
+    parser.add_argument("--input", default=str(REPO / "samples" / "chats.jsonl"), help="JSON Lines chats to cycle.")
+    parser.add_argument("--chats", type=int, default=64, help="Chats per run (N).")
+    parser.add_argument("--batch_size", type=int, default=8, help="Prompts per generate() call (B).")
+    parser.add_argument("--max_length", type=int, default=512, help="Triage max_length, prompt plus reply.")
+    parser.add_argument("--apology_max_length", type=int, default=768, help="Apology max_length.")
+    # Only `generate`: there the three approaches send the same prompts to generate(). In `score` mode (the jobs'
+    # default) the pipeline first scores the labels in a forward pass of its own, which has no counterpart here.
+    parser.add_argument(
+        "--sentiment_mode", default="generate", choices=("generate",), help="The triage mode the pipeline runs."
+    )
+    parser.add_argument("--quick", action="store_true", help=f"Fewer chats ({QUICK['chats']}): under 5 minutes.")
+    parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated subset of " + ",".join(PHASES))
+    parser.add_argument("--streaming", action="store_true", help="Also run the streaming job on the local stack.")
+    parser.add_argument("--workdir", default=None, help="Where chats and outputs go (default: a temporary folder).")
+    parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase in this process
+    arguments = parser.parse_args(argv)
+    if arguments.quick:
+        arguments.chats = QUICK["chats"]
+    return arguments
+
+
+# --- Shared helpers ----------------------------------------------------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process (VmHWM) and of its finished children, in MiB."""
+    own = next(
+        (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    )
+    return round(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
+
+
+def _load_avg() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` shows them."""
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def write_chats(source: str, count: int, path: Path) -> list[dict]:
+    """`count` chats cycled from the valid chat lines of `source`, each with an id of its own."""
+    valid = []
+    for line in Path(source).read_text("utf-8").splitlines():
+        try:
+            chat = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(chat, dict) and isinstance(chat.get("chat_message"), str) and "user_id" in chat:
+            valid.append(chat)
+    chats = [{**chat, "id": f"bench-{index}"} for index, chat in zip(range(count), itertools.cycle(valid))]
+    path.write_text("".join(json.dumps(chat, ensure_ascii=False) + "\n" for chat in chats), "utf-8")
+    return chats
+
+
+def _model(arguments) -> str:
+    if arguments.model:
+        return arguments.model
+    from handlers import gguf_preset
+
+    return str(gguf_preset.build_preset())
+
+
+def _prompts(arguments, workdir: Path):
+    """The triage prompts of every chat and the apology prompts of the chats the pipeline found negative."""
+    from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
+
+    family: Family = detect_family(arguments.model)
+    triage = load_prompt(prompt_name("triage", family, SentimentMode(arguments.sentiment_mode)))
+    apology = load_prompt(prompt_name("apology", family))
+    chats = [json.loads(line) for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()]
+    triage_prompts = [triage.render(chat=chat["chat_message"], user_id=chat["user_id"]) for chat in chats]
+    reviews = [
+        json.loads(line)
+        for path in sorted(glob.glob(str(workdir / "out" / "negative*.jsonl")))
+        for line in Path(path).read_text("utf-8").splitlines()
+    ]
+    apology_prompts = [
+        apology.render(chat=review["chat_message"], user_id=review["user_id"], summary=review["summary"])
+        for review in reviews
+    ]
+    return (triage, triage_prompts), (apology, apology_prompts)
+
+
+# --- Phases (each runs in a process of its own) --------------------------------------------------------------------
+
+
+def phase_pipeline(arguments, workdir: Path) -> dict:
+    """The batch job end to end on FnApiRunner."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from benchmarks.compiles import CompileCounter
+    from pipeline import batch
+    from pipeline.graph import APOLOGY_NAMESPACE, TRIAGE_NAMESPACE, TriageChats
+    from pipeline.options import TriageOptions
+
+    options = PipelineOptions([
+        "--runner", "FnApiRunner", "--model", arguments.model, "--sentiment_mode", arguments.sentiment_mode,
+        "--max_length", str(arguments.max_length), "--apology_max_length", str(arguments.apology_max_length),
+        "--max_batch_size", str(arguments.batch_size),
+    ])
+    pipeline = beam.Pipeline(options=options)
+    batch.build_pipeline(
+        pipeline, str(workdir / "chats.jsonl"), str(workdir / "out"), TriageChats.from_options(options.view_as(TriageOptions))
+    )
+    with CompileCounter() as compiles:
+        started = time.monotonic()
+        result = pipeline.run()
+        result.wait_until_finish()
+        wall = time.monotonic() - started
+    metrics = {}
+    for namespace in (TRIAGE_NAMESPACE, APOLOGY_NAMESPACE):
+        found = result.metrics().query(MetricsFilter().with_namespace(namespace))
+        counters = {c.key.metric.name: c.committed for c in found["counters"]}
+        distributions = {d.key.metric.name: d.committed for d in found["distributions"]}
+        load = distributions.get("load_model_latency_milli_secs")
+        sizes = distributions.get("batch_size")
+        metrics[namespace] = {
+            "prompts": counters.get("prompts", 0),
+            "generate_calls": counters.get("generate_calls", 0),
+            "mean_batch": round(sizes.mean, 2) if sizes and sizes.count else None,
+            "model_loads": load.count if load else 0,
+            "load_s": round(load.sum / 1000, 1) if load else 0.0,
+        }
+    load_s = sum(m["load_s"] for m in metrics.values())
+    outputs = {
+        Path(path).name.split("-")[0]: sum(1 for _ in open(path)) for path in glob.glob(str(workdir / "out" / "*"))
+    }
+    return {
+        "wall_s": round(wall, 1), "load_s": load_s, "compile_s": round(compiles.seconds, 1),
+        "compiles": compiles.count, "seconds": round(wall - load_s - compiles.seconds, 1),
+        "models": metrics, "outputs": outputs,
+    }
+
+
+def _stop_token_ids(model, stop: list[str]) -> tuple[int, ...]:
+    import numpy as np
+
+    tokenizer = model.preprocessor.tokenizer
+    ids = [tokenizer.end_token_id]
+    if "<end_of_turn>" in tokenizer.get_vocabulary():
+        ids.append(tokenizer.token_to_id("<end_of_turn>"))
+    return (*ids, *(int(np.asarray(tokenizer.tokenize(text))[0]) for text in stop))
+
+
+def _run_bare(arguments, per_element: bool) -> dict:
+    """The model alone: the floor (batches of B, bucketed lengths) or the blueprint (one call each, full length)."""
+    import keras_hub
+    import numpy as np
+
+    from benchmarks.compiles import CompileCounter
+    from handlers.gemma import length_buckets
+    from pipeline.graph import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS
+
+    workdir = Path(arguments.workdir)
+    (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
+    started = time.monotonic()
+    model = keras_hub.models.CausalLM.from_preset(arguments.model)
+    model.compile(sampler="greedy")
+    load_s = time.monotonic() - started
+    tokenizer = model.preprocessor.tokenizer
+    tasks = (
+        (triage, triage_prompts, arguments.max_length, TRIAGE_REPLY_TOKENS),
+        (apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
+    )
+    generated = calls = 0
+    with CompileCounter() as compiles:
+        started = time.monotonic()
+        for template, prompts, max_length, reply_tokens in tasks:
+            stop_ids = _stop_token_ids(model, template.stop)
+            size = 1 if per_element else arguments.batch_size
+            for first in range(0, len(prompts), size):
+                batch = prompts[first : first + size]
+                if per_element:
+                    length = max_length
+                else:
+                    longest = max(len(np.asarray(tokenizer.tokenize(p))) + 1 for p in batch)
+                    length = next((b for b in length_buckets(max_length) if b >= longest + reply_tokens), max_length)
+                replies = model.generate(batch, max_length=length, stop_token_ids=stop_ids, strip_prompt=True)
+                calls += 1
+                for reply in replies:
+                    text = str(reply)
+                    for marker in template.stop:
+                        text = text.split(marker, 1)[0]
+                    generated += len(np.asarray(tokenizer.tokenize(text))) + 1  # the reply and its stop token
+        wall = time.monotonic() - started
+    return {
+        "wall_s": round(wall, 1), "load_s": round(load_s, 1), "compile_s": round(compiles.seconds, 1),
+        "compiles": compiles.count, "seconds": round(wall - compiles.seconds, 1), "generate_calls": calls,
+        "prompts": len(triage_prompts) + len(apology_prompts), "generated_tokens": generated,
+    }
+
+
+def phase_floor(arguments, workdir: Path) -> dict:
+    return _run_bare(arguments, per_element=False)
+
+
+def phase_blueprint(arguments, workdir: Path) -> dict:
+    return _run_bare(arguments, per_element=True)
+
+
+def phase_recompiles(arguments, workdir: Path) -> dict:
+    """The project's handler on a stream of varied batch sizes and chat lengths: compilations after a warm-up.
+
+    The warm-up pass sends one batch of each padded size; the measured pass sends other chats, longer and
+    shorter, in batch sizes from 1 to B in another order, as a streaming job's batching would.
+    """
+    from benchmarks.compiles import CompileCounter
+    from pipeline.graph import triage_model
+    from pipeline.options import TriageOptions
+
+    largest = QUICK["recompile_batch_size"] if arguments.quick else arguments.batch_size
+    options = TriageOptions([
+        "--model", arguments.model, "--sentiment_mode", arguments.sentiment_mode,
+        "--max_length", str(arguments.max_length), "--max_batch_size", str(largest),
+        "--share_model_across_processes", "false",
+    ])
+    handler, prompt = triage_model(options)
+    model = handler.load_model()
+    chats = [json.loads(line) for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()]
+    render = lambda chat, extra: prompt.render(chat=chat["chat_message"] + extra, user_id=chat["user_id"])  # noqa: E731
+    from handlers.gemma import batch_sizes
+
+    # Warm-up: each padded size twice, once with the chats as they are and once with one made longer (which takes
+    # the batch into the next length bucket), as the first minutes of a streaming job would.
+    warm = [
+        [render(chat, "") for chat in itertools.islice(itertools.cycle(chats), size - 1)] + [render(chats[0], extra)]
+        for size in reversed(batch_sizes(largest)) for extra in ("", _LONGER)
+    ]
+    # Sizes 1..B in another order (quick: B-1, then 1), the chats made longer or shorter than in the warm-up.
+    stream_sizes = [largest - 1, 1] if arguments.quick else [*range(largest, 0, -2), *range(1, largest + 1, 2)]
+    extras = ("", " Thanks.", _LONGER, " Also, my order number is 5521 and I am still waiting.")
+    cycle = itertools.cycle(chats[::-1])
+    stream = [
+        [render(next(cycle), extras[(index + row) % len(extras)]) for row in range(size)]
+        for index, size in enumerate(stream_sizes)
+    ]
+    lengths = set()
+    with CompileCounter() as compiles:
+        started = time.monotonic()
+        for batch in warm:
+            lengths |= {r.inference.sequence_length for r in handler.run_inference(batch, model)}
+        warm_count, warm_seconds = compiles.snapshot()
+        warm_wall = time.monotonic() - started
+        for batch in stream:
+            lengths |= {r.inference.sequence_length for r in handler.run_inference(batch, model)}
+        count, _ = compiles.snapshot()
+    return {
+        "warmup_batches": [len(b) for b in warm], "warmup_compiles": warm_count,
+        "warmup_s": round(warm_wall, 1), "warmup_compile_s": round(warm_seconds, 1),
+        "stream_batches": stream_sizes, "sequence_lengths": sorted(lengths),
+        "compiles_after_warmup": count - warm_count,
+        "compiled_after_warmup": dict(compiles.by_function) if count > warm_count else {},
+    }
+
+
+def measure_streaming(arguments, workdir: Path) -> dict:
+    """The streaming job on the local stack (Pub/Sub and BigQuery emulators): chats/s and p50/p95 latency per chat.
+
+    Pending: the local stack (`local/stack.py`) lands with the local-stack issue. Plug it in here: start the stack,
+    publish the chats with their publish time, run `pipeline.run` on `BundleBasedDirectRunner --streaming`,
+    read the rows back and take each chat's latency as the row's processing time less its publish time.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("local") is None or importlib.util.find_spec("local.stack") is None:
+        return {"status": "pending: the local stack (local/stack.py, issue 3) is not in this branch"}
+    return {"status": "pending: local/stack.py is present but this measurement is not wired to it yet"}
+
+
+_PHASES = {
+    "pipeline": phase_pipeline, "floor": phase_floor, "blueprint": phase_blueprint, "recompiles": phase_recompiles,
+}
+
+
+# --- Driver ------------------------------------------------------------------------------------------------------
+
+
+def _child(arguments, phase: str) -> dict:
+    """Runs one phase in a fresh Python process and returns its JSON result."""
+    command = [
+        sys.executable, "-m", "benchmarks.throughput", "--phase", phase, "--workdir", arguments.workdir,
+        "--model", arguments.model, "--chats", str(arguments.chats), "--batch_size", str(arguments.batch_size),
+        "--max_length", str(arguments.max_length), "--apology_max_length", str(arguments.apology_max_length),
+        "--sentiment_mode", arguments.sentiment_mode, *(["--quick"] if arguments.quick else []),
+    ]
+    print(f"[{time.strftime('%H:%M:%S')}] {phase} (load {_load_avg()}) ...", file=sys.stderr, flush=True)
+    completed = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False)
+    if completed.returncode != 0:
+        return {"status": f"failed with exit code {completed.returncode}"}
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(f"[{time.strftime('%H:%M:%S')}] {phase}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator and denominator else None
+
+
+def summarise(arguments, results: dict) -> dict:
+    """Chats/s and tokens/s of each approach, the ratios the issue targets, and the run's settings."""
+    # The three run the same prompts (greedy decoding), so the replies the floor counted are the pipeline's too.
+    tokens = results.get("floor", {}).get("generated_tokens")
+    for name in ("pipeline", "floor", "blueprint"):
+        result = results.get(name)
+        if result and result.get("seconds"):
+            result["chats_per_s"] = round(arguments.chats / result["seconds"], 3)
+            result["tokens_per_s"] = round((result.get("generated_tokens") or tokens or 0) / result["seconds"], 2)
+    # Throughput ratios on the same chats: the inverse ratio of the seconds each took.
+    pipeline, floor, blueprint = (
+        1 / results[name]["seconds"] if results.get(name, {}).get("seconds") else None
+        for name in ("pipeline", "floor", "blueprint")
+    )
+    return {
+        "settings": {
+            "model": arguments.model, "chats": arguments.chats, "batch_size": arguments.batch_size,
+            "max_length": arguments.max_length, "apology_max_length": arguments.apology_max_length,
+            "sentiment_mode": arguments.sentiment_mode, "quick": arguments.quick,
+        },
+        "load_average": results.pop("load_average"),
+        **results,
+        "pipeline_over_floor": _ratio(pipeline, floor),
+        "pipeline_over_blueprint": _ratio(pipeline, blueprint),
+        "compiles_after_warmup": results.get("recompiles", {}).get("compiles_after_warmup"),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    arguments = _arguments(argv)
+    logging.getLogger().setLevel(logging.WARNING)
+    arguments.model = _model(arguments)
+    if arguments.phase:
+        result = _PHASES[arguments.phase](arguments, Path(arguments.workdir))
+        result["peak_rss_mb"] = _peak_rss_mb()
+        print(json.dumps(result))
+        return result
+    scratch = None
+    if arguments.workdir is None:
+        scratch = tempfile.TemporaryDirectory(prefix="chat-triage-bench-")
+        arguments.workdir = scratch.name
+    workdir = Path(arguments.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_chats(arguments.input, arguments.chats, workdir / "chats.jsonl")
+    started = time.monotonic()
+    results = {"load_average": {"start": _load_avg()}}
+    phases = [phase for phase in arguments.phases.split(",") if phase]
+    for phase in phases:  # the pipeline first: the floor and the blueprint replay its apology prompts
+        results[phase] = _child(arguments, phase)
+    results["streaming"] = measure_streaming(arguments, workdir) if arguments.streaming else {"status": "not run"}
+    results["load_average"]["end"] = _load_avg()
+    summary = summarise(arguments, results)
+    summary["total_s"] = round(time.monotonic() - started, 1)
+    if scratch:
+        scratch.cleanup()
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

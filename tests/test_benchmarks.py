@@ -1,0 +1,49 @@
+"""The benchmark's own bookkeeping: its chats, its ratios and its compile counter (no model needed)."""
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks.compiles import CompileCounter
+from benchmarks.throughput import summarise, write_chats
+from tests.conftest import write_lines
+
+
+def test_chats_cycle_the_valid_lines_with_ids_of_their_own(tmp_path):
+    source = write_lines(tmp_path / "in.jsonl", [
+        {"id": 1, "user_id": 2, "chat_message": "cold pizza"}, "not json", {"id": 3}, {"id": 4, "user_id": 5, "chat_message": "hi"},
+    ])
+    chats = write_chats(str(source), 5, tmp_path / "chats.jsonl")
+    assert [chat["chat_message"] for chat in chats] == ["cold pizza", "hi", "cold pizza", "hi", "cold pizza"]
+    assert len({chat["id"] for chat in chats}) == 5
+    assert [json.loads(line) for line in (tmp_path / "chats.jsonl").read_text().splitlines()] == chats
+
+
+def test_summary_gives_rates_and_the_ratios_the_issue_targets():
+    arguments = argparse.Namespace(
+        model="m", chats=16, batch_size=8, max_length=512, apology_max_length=768, sentiment_mode="generate", quick=True
+    )
+    summary = summarise(arguments, {
+        "load_average": {"start": "1.0 1.0 1.0"},
+        "pipeline": {"seconds": 20.0}, "floor": {"seconds": 18.0, "generated_tokens": 400},
+        "blueprint": {"seconds": 60.0, "generated_tokens": 400}, "recompiles": {"compiles_after_warmup": 0},
+    })
+    assert summary["pipeline"]["chats_per_s"] == 0.8 and summary["pipeline"]["tokens_per_s"] == 20.0
+    assert summary["pipeline_over_floor"] == 0.9
+    assert summary["pipeline_over_blueprint"] == 3.0
+    assert summary["compiles_after_warmup"] == 0
+
+
+def test_the_compile_counter_counts_new_shapes_only():
+    double = jax.jit(lambda x: x * 2)
+    small, large = jnp.ones(3), jnp.ones(5)
+    double(small)
+    with CompileCounter() as compiles:
+        double(small)
+        assert compiles.count == 0
+        double(large)
+    assert compiles.count == 1 and compiles.seconds > 0
+    double(jnp.ones(7))
+    assert compiles.count == 1, "uninstalled on exit"
