@@ -100,8 +100,8 @@ def _cut(text: str, stop: Sequence[str]) -> str:
 class KerasHubGenerator:
     """A loaded causal LM that turns a batch of prompts into a batch of replies.
 
-    The handler talks to the model only through `generate`, so the object can live in another process
-    behind Beam's shared-model proxy.
+    The handler talks to the model only through its public methods, with plain arguments and results, so the
+    object can live in another process behind Beam's shared-model proxy.
     """
 
     def __init__(self, preset: str):
