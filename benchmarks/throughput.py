@@ -8,7 +8,8 @@ memory and compilations are its own):
 1. `floor`: the model alone, KerasHub `generate()` on batches of B prompts in a plain loop, at the sequence
    lengths the project's handler would choose (so the ratio isolates what the pipeline adds);
 2. `pipeline`: the batch job end to end (`pipeline.batch.build_pipeline`, JSON Lines in and out) on
-   `FnApiRunner`; `streaming`: the streaming job on the local stack, pending until `local/stack.py` lands;
+   `FnApiRunner`; `streaming` (with `--streaming`, or named in `--phases`): the streaming job on the local stack
+   (`measure_streaming`), chats/s, p50/p95 latency per chat and compilations after a warm-up;
 3. `blueprint`: one `generate()` call per prompt at the full `max_length`, as the blueprint's handler did;
 4. `recompiles`: the project's handler fed a stream of varied batch sizes and chat lengths, counting XLA
    compilations after a warm-up pass.
@@ -22,6 +23,7 @@ throughput. The summary is printed as JSON on the last line.
 from __future__ import annotations
 
 import argparse
+import collections
 import glob
 import itertools
 import json
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -58,7 +61,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--sentiment_mode", default="generate", choices=("generate",), help="The triage mode the pipeline runs."
     )
     parser.add_argument("--quick", action="store_true", help=f"Fewer chats ({QUICK['chats']}): under 5 minutes.")
-    parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated subset of " + ",".join(PHASES))
+    parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated subset of " + ",".join((*PHASES, "streaming")))
     parser.add_argument("--streaming", action="store_true", help="Also run the streaming job on the local stack.")
     parser.add_argument("--workdir", default=None, help="Where chats and outputs go (default: a temporary folder).")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase in this process
@@ -303,22 +306,121 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
     }
 
 
-def measure_streaming(arguments, workdir: Path) -> dict:
-    """The streaming job on the local stack (Pub/Sub and BigQuery emulators): chats/s and p50/p95 latency per chat.
+def _utc(value) -> datetime:
+    """A `processed_at` as BigQuery (datetime) or a review message (ISO 8601 text) gives it, as an aware UTC datetime."""
+    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
 
-    Pending: the local stack (`local/stack.py`) lands with the local-stack issue. Plug it in here: start the stack,
-    publish the chats with their publish time, run `pipeline.run` on `BundleBasedDirectRunner --streaming`,
-    read the rows back and take each chat's latency as the row's processing time less its publish time.
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The `fraction` quantile of `values`, interpolated linearly between the two nearest ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def latency_summary(published_at: datetime, processed_at: dict[str, object]) -> dict:
+    """Seconds from publishing to processing, per chat: p50, p95 and max, and the span of the outputs.
+
+    `processed_at` maps each chat id to the `processed_at` of its BigQuery row or review message (a datetime or ISO
+    8601 text). Every chat was published in one call that started at `published_at`, so each latency is measured
+    from that moment: an upper bound, by at most the length of the call (reported as `publish_call_s`).
     """
-    import importlib.util
+    published = _utc(published_at)
+    stamps = sorted(_utc(value) for value in processed_at.values())
+    latencies = [(stamp - published).total_seconds() for stamp in stamps]
+    rounded = lambda value: None if value is None else round(value, 2)  # noqa: E731
+    return {
+        "chats": len(latencies),
+        "p50_s": rounded(percentile(latencies, 0.50)), "p95_s": rounded(percentile(latencies, 0.95)),
+        "max_s": rounded(max(latencies, default=None)),
+        # From publishing to the last output; from the first output to the last.
+        "publish_to_last_s": rounded(latencies[-1] if latencies else None),
+        "first_to_last_s": rounded((stamps[-1] - stamps[0]).total_seconds() if stamps else None),
+    }
 
-    if importlib.util.find_spec("local") is None or importlib.util.find_spec("local.stack") is None:
-        return {"status": "pending: the local stack (local/stack.py, issue 3) is not in this branch"}
-    return {"status": "pending: local/stack.py is present but this measurement is not wired to it yet"}
+
+def measure_streaming(arguments, workdir: Path) -> dict:
+    """The streaming job on the local stack (Pub/Sub and BigQuery emulators): chats/s, latency per chat, compilations.
+
+    `local.stack.LocalStack` starts both emulators and creates the resources; `local.job.StreamingJob` runs
+    `pipeline.run` in this process on BundleBasedDirectRunner --streaming, with the batch phase's model, sentiment
+    mode, lengths and batch size; `local.job.Tally` waits until every published chat is a row, a review message or a
+    dead letter. First a warm-up: B chats (ids `warmup-…`), published and awaited, which loads the model and compiles
+    the first shapes. Then the N chats of the other phases, published in one call: latency per chat is its output's
+    `processed_at` (the BigQuery row's, or the review message's for a negative chat; stamped when the step produced
+    it, before the write) less the start of that call; `seconds` (what chats/s divides N by) runs from that start to
+    the last `processed_at`, so it holds no model load. Compilations are counted (in this process, where the runner's
+    threads run the model) from the end of the warm-up to the end of the run.
+    """
+    from benchmarks.compiles import CompileCounter
+    from local.job import StreamingJob, Tally
+    from local.stack import LocalStack
+
+    chats = [line.encode() for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines() if line.strip()]
+    warmup = [
+        json.dumps({**json.loads(line), "id": f"warmup-{index}"}).encode()
+        for index, line in enumerate(chats[: arguments.batch_size])
+    ]
+    flags = [
+        "--share_model_across_processes=false", f"--sentiment_mode={arguments.sentiment_mode}",
+        f"--max_length={arguments.max_length}", f"--apology_max_length={arguments.apology_max_length}",
+        f"--max_batch_size={arguments.batch_size}",
+    ]
+    timeout = 600 + 30 * len(chats)
+    (workdir / "stack").mkdir(exist_ok=True)
+    with CompileCounter() as compiles, LocalStack.start(workdir=workdir / "stack") as stack:
+        stack.create_resources()
+        started = time.monotonic()
+        job = StreamingJob(stack, arguments.model, *flags)
+        try:
+            stack.publish(warmup)
+            warm = Tally(stack, warmup)
+            if not warm.wait(job, timeout):
+                return {"status": f"warm-up incomplete after {timeout} s: {warm.summary()}"}
+            warmup_s = time.monotonic() - started
+            warm_count, warm_seconds = compiles.snapshot()
+            warm_functions = collections.Counter(compiles.by_function)
+            published_at = datetime.now(timezone.utc)
+            before = time.monotonic()
+            stack.publish(chats)
+            publish_call_s = time.monotonic() - before
+            tally = Tally(stack, chats)
+            complete = tally.wait(job, timeout)
+            count, seconds = compiles.snapshot()
+            after = collections.Counter(compiles.by_function) - warm_functions
+        finally:
+            cancel_s = job.cancel()
+        processed = {str(row["chat_id"]): row["processed_at"] for row in tally.rows if row["chat_id"] in tally.expected}
+        processed |= {str(r["chat_id"]): r["processed_at"] for r in tally.reviews if r["chat_id"] in tally.expected}
+        latency = latency_summary(published_at, processed)
+    return {
+        "status": "complete" if complete else f"incomplete after {timeout} s: {tally.summary()}",
+        "warmup_chats": len(warmup), "warmup_s": round(warmup_s, 1),
+        "warmup_compiles": warm_count, "warmup_compile_s": round(warm_seconds, 1),
+        "compiles_after_warmup": count - warm_count, "compile_s_after_warmup": round(seconds - warm_seconds, 1),
+        "compiled_after_warmup": dict(after),
+        "publish_call_s": round(publish_call_s, 2), "seconds": latency["publish_to_last_s"],
+        "latency": latency, "outputs": {
+            "rows": sum(1 for row in tally.rows if row["chat_id"] in tally.expected),
+            "reviews": sum(1 for r in tally.reviews if r["chat_id"] in tally.expected),
+            "dead_letters": len(tally.dead_letters),
+        },
+        "cancel_s": round(cancel_s, 1),
+        # This process only (VmHWM): the emulators are its children and would count once reaped.
+        "peak_rss_mb": round(
+            next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024, 1
+        ),
+    }
 
 
 _PHASES = {
     "pipeline": phase_pipeline, "floor": phase_floor, "blueprint": phase_blueprint, "recompiles": phase_recompiles,
+    "streaming": measure_streaming,
 }
 
 
@@ -350,15 +452,16 @@ def summarise(arguments, results: dict) -> dict:
     """Chats/s and tokens/s of each approach, the ratios the issue targets, and the run's settings."""
     # The three run the same prompts (greedy decoding), so the replies the floor counted are the pipeline's too.
     tokens = results.get("floor", {}).get("generated_tokens")
-    for name in ("pipeline", "floor", "blueprint"):
+    for name in ("pipeline", "floor", "blueprint", "streaming"):
         result = results.get(name)
         if result and result.get("seconds"):
             result["chats_per_s"] = round(arguments.chats / result["seconds"], 3)
-            result["tokens_per_s"] = round((result.get("generated_tokens") or tokens or 0) / result["seconds"], 2)
+            generated = result.get("generated_tokens") or tokens
+            result["tokens_per_s"] = round(generated / result["seconds"], 2) if generated else None
     # Throughput ratios on the same chats: the inverse ratio of the seconds each took.
-    pipeline, floor, blueprint = (
+    pipeline, floor, blueprint, streaming = (
         1 / results[name]["seconds"] if results.get(name, {}).get("seconds") else None
-        for name in ("pipeline", "floor", "blueprint")
+        for name in ("pipeline", "floor", "blueprint", "streaming")
     )
     return {
         "settings": {
@@ -370,7 +473,9 @@ def summarise(arguments, results: dict) -> dict:
         **results,
         "pipeline_over_floor": _ratio(pipeline, floor),
         "pipeline_over_blueprint": _ratio(pipeline, blueprint),
+        "streaming_over_floor": _ratio(streaming, floor),
         "compiles_after_warmup": results.get("recompiles", {}).get("compiles_after_warmup"),
+        "streaming_compiles_after_warmup": results.get("streaming", {}).get("compiles_after_warmup"),
     }
 
 
@@ -380,7 +485,7 @@ def main(argv: list[str] | None = None) -> dict:
     arguments.model = _model(arguments)
     if arguments.phase:
         result = _PHASES[arguments.phase](arguments, Path(arguments.workdir))
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result.setdefault("peak_rss_mb", _peak_rss_mb())
         print(json.dumps(result))
         return result
     scratch = None
@@ -393,9 +498,11 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.monotonic()
     results = {"load_average": {"start": _load_avg()}}
     phases = [phase for phase in arguments.phases.split(",") if phase]
+    if arguments.streaming and "streaming" not in phases:
+        phases.append("streaming")
     for phase in phases:  # the pipeline first: the floor and the blueprint replay its apology prompts
         results[phase] = _child(arguments, phase)
-    results["streaming"] = measure_streaming(arguments, workdir) if arguments.streaming else {"status": "not run"}
+    results.setdefault("streaming", {"status": "not run"})
     results["load_average"]["end"] = _load_avg()
     summary = summarise(arguments, results)
     summary["total_s"] = round(time.monotonic() - started, 1)

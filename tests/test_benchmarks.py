@@ -47,3 +47,23 @@ def test_the_compile_counter_counts_new_shapes_only():
     assert compiles.count == 1 and compiles.seconds > 0
     double(jnp.ones(7))
     assert compiles.count == 1, "uninstalled on exit"
+
+
+def test_streaming_latency_is_processed_at_less_publish_time_with_interpolated_percentiles():
+    from datetime import datetime, timedelta, timezone
+
+    from benchmarks.throughput import latency_summary, percentile
+
+    assert percentile([], 0.5) is None
+    assert percentile([3.0], 0.95) == 3.0
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
+    published = datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc)
+    # Twenty chats done 1..20 s after publishing: BigQuery gives datetimes (aware or naive UTC), review messages text.
+    processed = {str(i): published + timedelta(seconds=i) for i in range(1, 19)}
+    processed["19"] = (published + timedelta(seconds=19)).replace(tzinfo=None)
+    processed["20"] = (published + timedelta(seconds=20)).isoformat()
+    summary = latency_summary(published, processed)
+    assert summary == {
+        "chats": 20, "p50_s": 10.5, "p95_s": 19.05, "max_s": 20.0, "publish_to_last_s": 20.0, "first_to_last_s": 19.0,
+    }
+    assert latency_summary(published, {})["p50_s"] is None
