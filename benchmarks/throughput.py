@@ -185,32 +185,22 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
     }
 
 
-def _stop_token_ids(model, stop: list[str]) -> tuple[int, ...]:
-    import numpy as np
-
-    tokenizer = model.preprocessor.tokenizer
-    ids = [tokenizer.end_token_id]
-    if "<end_of_turn>" in tokenizer.get_vocabulary():
-        ids.append(tokenizer.token_to_id("<end_of_turn>"))
-    return (*ids, *(int(np.asarray(tokenizer.tokenize(text))[0]) for text in stop))
-
-
 def _run_bare(arguments, per_element: bool) -> dict:
-    """The model alone: the floor (batches of B, bucketed lengths) or the blueprint (one call each, full length)."""
+    """The model alone, without Beam: the floor (batches of B at bucketed lengths, as the handler runs them) or
+    the blueprint (one call per prompt at the full `max_length`, as its handler did)."""
     import keras_hub
     import numpy as np
 
     from benchmarks.compiles import CompileCounter
-    from handlers.gemma import length_buckets
+    from handlers.gemma import KerasHubGenerator
     from pipeline.graph import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS
 
     workdir = Path(arguments.workdir)
     (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
     started = time.monotonic()
-    model = keras_hub.models.CausalLM.from_preset(arguments.model)
-    model.compile(sampler="greedy")
+    model = KerasHubGenerator(arguments.model)
     load_s = time.monotonic() - started
-    tokenizer = model.preprocessor.tokenizer
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(arguments.model)
     tasks = (
         (triage, triage_prompts, arguments.max_length, TRIAGE_REPLY_TOKENS),
         (apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
@@ -219,22 +209,15 @@ def _run_bare(arguments, per_element: bool) -> dict:
     with CompileCounter() as compiles:
         started = time.monotonic()
         for template, prompts, max_length, reply_tokens in tasks:
-            stop_ids = _stop_token_ids(model, template.stop)
             size = 1 if per_element else arguments.batch_size
             for first in range(0, len(prompts), size):
-                batch = prompts[first : first + size]
-                if per_element:
-                    length = max_length
-                else:
-                    longest = max(len(np.asarray(tokenizer.tokenize(p))) + 1 for p in batch)
-                    length = next((b for b in length_buckets(max_length) if b >= longest + reply_tokens), max_length)
-                replies = model.generate(batch, max_length=length, stop_token_ids=stop_ids, strip_prompt=True)
+                replies = model.generate(
+                    prompts[first : first + size], max_length, "greedy", template.stop,
+                    reply_tokens=None if per_element else reply_tokens,
+                )
                 calls += 1
-                for reply in replies:
-                    text = str(reply)
-                    for marker in template.stop:
-                        text = text.split(marker, 1)[0]
-                    generated += len(np.asarray(tokenizer.tokenize(text))) + 1  # the reply and its stop token
+                # The reply and its stop token.
+                generated += sum(len(np.asarray(tokenizer.tokenize(reply.text))) + 1 for reply in replies)
         wall = time.monotonic() - started
     return {
         "wall_s": round(wall, 1), "load_s": round(load_s, 1), "compile_s": round(compiles.seconds, 1),

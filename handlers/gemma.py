@@ -8,8 +8,8 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePath
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, NamedTuple
 
 import numpy as np
