@@ -1,0 +1,153 @@
+"""`python -m pipeline.replay`: dead letters of real runs, with injected failures, replayed from files and from the
+emulator's subscription; the recoverable chats land once, the rest go back with their count raised or are parked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline import batch, replay
+from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
+from pipeline.retry import LatestPerChat
+from pipeline.sinks import rejected_row
+from tests.conftest import write_lines
+from tests.test_pipeline import GemmaModelHandler, _graph
+from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
+
+MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
+TINY_FLAGS = ["--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--max_batch_size=1"]
+# Chat 4's reply is invalid in both modes: the first run generates JSON, the replays score (the default).
+INVALID_REPLY = "invalid reply: sentiment: Input should be a valid integer"
+EMPTY_SUMMARY = "invalid reply: summary: String should have at least 1 character"
+
+
+class FailingHandler(GemmaModelHandler):
+    """The tiny Gemma, except that a batch holding one of `FAILING` raises, as a GPU out of memory would."""
+
+    FAILING = ("burger", "Sunday", "Cold pizza, two hours late.")  # chats 2 and 3; chat 1's apology (its summary)
+
+    def run_inference(self, batch, model, inference_args=None):
+        if any(marker in prompt for prompt in batch for marker in self.FAILING):
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory (injected)")
+        return super().run_inference(batch, model, inference_args)
+
+
+def _read(directory: Path, name: str) -> list[dict]:
+    return [json.loads(line) for path in sorted(directory.glob(f"{name}*.jsonl")) for line in path.open()]
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_gemma, tmp_path_factory) -> Path:
+    """The error files of a batch run of the lesson chats and two malformed lines, with failing batches."""
+    directory = tmp_path_factory.mktemp("first_run")
+    source = write_lines(directory / "chats.jsonl", [*lesson_chats(), *MALFORMED])
+    pipeline = TestPipeline(runner="FnApiRunner")
+    triage = _graph(tiny_gemma, handler_cls=FailingHandler, min_batch_size=1, max_batch_size=1)
+    batch.build_pipeline(pipeline, str(source), str(directory / "out"), triage)
+    pipeline.run().wait_until_finish()
+    return directory / "out"
+
+
+def test_the_first_run_failed_in_every_way_a_replay_meets(first_run):
+    stages = {(letter["chat_id"], letter["stage"]) for letter in _read(first_run, "error")}
+    assert stages == {
+        ("1", "apology_inference"), ("2", "triage_inference"), ("3", "triage_inference"), ("4", "triage_reply"),
+        (None, "input"), ("m-2", "input"),
+    }
+    assert _read(first_run, "main") == [] and _read(first_run, "negative") == []
+
+
+def test_replay_from_files_lands_the_recoverable_chats_and_counts_the_rest(first_run, tiny_gemma, tmp_path):
+    out = tmp_path / "replay1"
+    replay.run(["--input", str(first_run / "error*.jsonl"), "--output_dir", str(out), "--model", tiny_gemma, *TINY_FLAGS])
+
+    assert {row["chat_id"]: row["sentiment"] for row in _read(out, "main")} == {"2": 1, "3": 0}
+    assert [(m["chat_id"], m["draft_reply"]) for m in _read(out, "negative")] == [(APOLOGY_LESSON[0], APOLOGY_LESSON[3])]
+    [again] = [DeadLetter.model_validate(letter) for letter in _read(out, "error")]
+    assert (again.chat_id, again.stage, again.attempt, again.status) == ("4", Stage.TRIAGE_REPLY, 2, LetterStatus.RETRY)
+    assert [(entry.attempt, entry.reason) for entry in again.history] == [(1, INVALID_REPLY)]
+    assert again.reason == EMPTY_SUMMARY and again.prompt_version == "triage-instruct-score-v1"
+    parked = [DeadLetter.model_validate(letter) for letter in _read(out, "parked")]
+    assert sorted(letter.payload_bytes() for letter in parked) == sorted(MALFORMED), "bad input parked at once"
+    assert {(letter.attempt, letter.status) for letter in parked} == {(1, LetterStatus.PARKED)}
+
+    # The chat that keeps failing: its third attempt is its last, and it is parked with all three reasons.
+    final = tmp_path / "replay2"
+    replay.run(["--input", str(out / "error*.jsonl"), "--output_dir", str(final), "--model", tiny_gemma, *TINY_FLAGS])
+    assert _read(final, "error") == [] and _read(final, "main") == []
+    [last] = [DeadLetter.model_validate(letter) for letter in _read(final, "parked")]
+    assert (last.chat_id, last.attempt, last.status) == ("4", 3, LetterStatus.PARKED)
+    assert [entry.attempt for entry in last.history] == [1, 2]
+    assert [entry.reason for entry in last.history] == [INVALID_REPLY, EMPTY_SUMMARY]
+
+    # Replaying a parked letter changes nothing: it is passed on as it is, never tried again.
+    again_parked = tmp_path / "replay3"
+    replay.run(["--input", str(final / "parked*.jsonl"), "--output_dir", str(again_parked), "--model", tiny_gemma,
+                *TINY_FLAGS])
+    assert _read(again_parked, "parked") == _read(final, "parked")
+
+
+def _sink_letter(chat_id: str) -> DeadLetter:
+    """A dead letter for a row BigQuery refused, as the streaming job's sink writes it."""
+    row = TriageRow(
+        chat_id=chat_id, user_id="7", sentiment=1, summary="Liked the fries.", model_id="gemma2_instruct_2b_en",
+        prompt_version="triage-instruct-score-v1", processed_at="2026-11-21T09:00:00Z",
+    )
+    return rejected_row(("p:support.triage", row.model_dump(mode="json"), [{"reason": "backendError"}]))
+
+
+def test_a_rejected_row_is_written_again_without_the_model(tmp_path):
+    letters = [_sink_letter("s-1"), _sink_letter("s-2").model_copy(update={"payload": '{"chat_id": "s-2"}'})]
+    source = write_lines(tmp_path / "letters.jsonl", [letter.model_dump_json() for letter in letters])
+    out = tmp_path / "out"
+    # The model would fail every batch: rows must not reach it.
+    pipeline = TestPipeline(runner="FnApiRunner")
+    settings = replay.ReplaySettings(max_attempts=3, input_glob=str(source), output_dir=str(out))
+    replay.build_pipeline(pipeline, settings, _graph("unused", handler_cls=ExplodingHandler))
+    pipeline.run().wait_until_finish()
+
+    [row] = _read(out, "main")
+    assert (row["chat_id"], row["model_id"], row["summary"]) == ("s-1", "gemma2_instruct_2b_en", "Liked the fries.")
+    [parked] = _read(out, "parked")
+    assert parked["chat_id"] == "s-2" and "TriageRow contract" in parked["reason"] and parked["attempt"] == 2
+    assert _read(out, "error") == []
+
+
+class ExplodingHandler(GemmaModelHandler):
+    def load_model(self):
+        return None
+
+    def run_inference(self, batch, model, inference_args=None):
+        raise AssertionError("the replay of a rejected row ran the model")
+
+
+def test_only_the_latest_letter_of_a_chat_is_replayed():
+    old = DeadLetter(payload="{}", stage=Stage.TRIAGE_REPLY, reason="r", chat_id="1")
+    newer = old.model_copy(update={"reason": "again"}).retry_of(old)
+    bad = DeadLetter(payload="x", stage=Stage.INPUT, reason="not JSON")
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        latest = pipeline | beam.Create([old, newer, bad, bad]) | LatestPerChat()
+        assert_that(latest | beam.Map(lambda letter: (letter.chat_id, letter.attempt)), equal_to([("1", 2), (None, 1)]))
+
+
+def test_old_dead_letters_still_read():
+    old = {"payload": "{}", "stage": "triage_reply", "reason": "r", "chat_id": "1", "attempt": 1,
+           "failed_at": "2026-11-20T10:00:00Z"}
+    letter = DeadLetter.model_validate(old)
+    assert (letter.status, letter.history) == (LetterStatus.RETRY, ())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--output_dir=out"], "give one of --input"),
+    (["--input=a", "--input_subscription=projects/p/subscriptions/s", "--output_dir=out"], "give one of --input"),
+    (["--input=a", "--bigquery_table=p:d.t"], "--review_topic --dead_letter_topic --parked_topic"),
+    (["--input=a", "--output_dir=out", "--max_attempts=0"], "--max_attempts must be at least 1"),
+])
+def test_flags_that_cannot_work_are_a_usage_error(flags, message):
+    with pytest.raises(SystemExit, match=message):
+        replay.run([*flags, "--model=unused"])
