@@ -11,6 +11,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from local.bigquery import EmulatorBigQueryClient
+from local.job import StreamingJob, Tally
+from local.stack import LocalStack, Resources
 from pipeline import batch, replay
 from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.retry import LatestPerChat
@@ -20,7 +23,10 @@ from tests.test_pipeline import GemmaModelHandler, _graph
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
-TINY_FLAGS = ["--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--max_batch_size=1"]
+TINY_FLAGS = [
+    "--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--max_batch_size=1",
+    "--share_model_across_processes=false",
+]
 # Chat 4's reply is invalid in both modes: the first run generates JSON, the replays score (the default).
 INVALID_REPLY = "invalid reply: sentiment: Input should be a valid integer"
 EMPTY_SUMMARY = "invalid reply: summary: String should have at least 1 character"
@@ -151,3 +157,103 @@ def test_old_dead_letters_still_read():
 def test_flags_that_cannot_work_are_a_usage_error(flags, message):
     with pytest.raises(SystemExit, match=message):
         replay.run([*flags, "--model=unused"])
+
+
+INSERTED_IDS: list[list[str]] = []
+
+
+class RecordingBigQueryClient(EmulatorBigQueryClient):
+    """The local stack's BigQuery client, noting the insert ids of each streaming insert (bqemulator ignores them).
+
+    The sink's DoFn works on an unpickled copy in the same process, so the ids go to a module-level list.
+    """
+
+    def insert_rows_json(self, *args, row_ids=None, **kwargs):
+        INSERTED_IDS.append(list(row_ids))
+        return super().insert_rows_json(*args, row_ids=row_ids, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def _pull_all(stack: LocalStack, subscription: str) -> list:
+    messages, batch = [], stack.pull(subscription)
+    while batch:
+        messages += batch
+        batch = stack.pull(subscription)
+    return messages
+
+
+def _replay_from(stack: LocalStack, subscription: str, model: str, *flags: str):
+    names = stack.resources
+    client = RecordingBigQueryClient(stack.bigquery_endpoint, names.project)
+    return replay.run([
+        f"--input_subscription={subscription}", f"--bigquery_table={names.bigquery_table}",
+        f"--review_topic={names.review_topic}", f"--dead_letter_topic={names.dead_letter_topic}",
+        f"--parked_topic={names.parked_topic}", f"--model={model}", *flags,
+    ], test_client=client)
+
+
+def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack, tiny_gemma):
+    stack = stack.for_resources(Resources(project="replay-tiny"))
+    stack.create_resources()
+    names = stack.resources
+    drain = names.subscription("dead-letter-drain")
+    stack.subscriber.create_subscription(name=drain, topic=names.dead_letter_topic, ack_deadline_seconds=60)
+
+    # The real streaming job, with a max_length too short for any prompt: every chat is a dead letter.
+    payloads = [json.dumps(chat).encode() for chat in lesson_chats()] + MALFORMED
+    job = StreamingJob(stack, tiny_gemma, "--share_model_across_processes=false", "--model_family=instruct",
+                       "--max_length=64")
+    try:
+        stack.publish(payloads)
+        tally = Tally(stack, payloads)
+        assert tally.wait(job, 120), tally.summary()
+    finally:
+        job.cancel()
+    assert {(letter.chat_id, letter.stage) for letter in tally.dead_letters} == {
+        *((chat_id, Stage.TRIAGE_REPLY) for chat_id in "1234"), (None, Stage.INPUT), ("m-2", Stage.INPUT)
+    }
+    assert all("leaves no room" in letter.reason for letter in tally.dead_letters if letter.stage is Stage.TRIAGE_REPLY)
+    # A row BigQuery refused, as the sink dead-letters it (bqemulator cannot be made to refuse one).
+    sink_letter = _sink_letter("s-1")
+    stack.publisher.publish(names.dead_letter_topic, sink_letter.model_dump_json().encode(), chat_id="s-1").result()
+    originals = [*tally.dead_letters, sink_letter]
+    # dead-letter-replay (the Tally's) hears the topic too: empty it, so what follows is the replay's alone.
+    assert len(_pull_all(stack, names.dead_letter_subscription)) == 1
+
+    # Replayed with room to answer: the recoverable chats land, chat 4 goes back, bad input is parked.
+    INSERTED_IDS.clear()
+    _replay_from(stack, drain, tiny_gemma, *TINY_FLAGS)
+    rows = stack.rows()
+    assert sorted((row["chat_id"], row["sentiment"], row["model_id"]) for row in rows) == [
+        ("2", 1, Path(tiny_gemma).name), ("3", 0, Path(tiny_gemma).name), ("s-1", 1, "gemma2_instruct_2b_en"),
+    ]
+    assert sorted(chat_id for ids in INSERTED_IDS for chat_id in ids) == ["2", "3", "s-1"], "chat ids as insert ids"
+    assert [message.attributes["chat_id"] for message in _pull_all(stack, names.review_subscription)] == ["1"]
+    [again] = [DeadLetter.model_validate_json(m.data) for m in _pull_all(stack, names.dead_letter_subscription)]
+    assert (again.chat_id, again.attempt, again.status) == ("4", 2, LetterStatus.RETRY)
+    assert "leaves no room" in again.history[0].reason and again.reason == EMPTY_SUMMARY
+    parked = [DeadLetter.model_validate_json(m.data) for m in _pull_all(stack, names.parked_subscription)]
+    assert sorted(letter.payload_bytes() for letter in parked) == sorted(MALFORMED)
+
+    # The same dead letters once more (a replay after a seek back to a snapshot): no row is added, and chat 4's
+    # newest letter (attempt 2, on the drained subscription since the first replay) is the one tried.
+    for letter in originals:
+        stack.publisher.publish(names.dead_letter_topic, letter.model_dump_json().encode()).result()
+    assert len(_pull_all(stack, names.dead_letter_subscription)) == len(originals)
+    INSERTED_IDS.clear()
+    _replay_from(stack, drain, tiny_gemma, *TINY_FLAGS)
+    assert sorted(row["chat_id"] for row in stack.rows()) == ["2", "3", "s-1"]
+    assert INSERTED_IDS == [], "chats already in the table are not written again"
+    # The review topic cannot be asked what it holds: a negative chat is drafted again (README: review consumers
+    # deduplicate on the chat_id attribute).
+    assert [message.attributes["chat_id"] for message in _pull_all(stack, names.review_subscription)] == ["1"]
+    assert _pull_all(stack, names.dead_letter_subscription) == []
+    last = {letter.chat_id: letter for letter in
+            (DeadLetter.model_validate_json(m.data) for m in _pull_all(stack, names.parked_subscription))}
+    assert (last["4"].attempt, last["4"].status) == (3, LetterStatus.PARKED)
+    assert _pull_all(stack, drain) == [], "the drain read everything, and nothing it wrote came back in the same run"
