@@ -257,3 +257,19 @@ def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack,
             (DeadLetter.model_validate_json(m.data) for m in _pull_all(stack, names.parked_subscription))}
     assert (last["4"].attempt, last["4"].status) == (3, LetterStatus.PARKED)
     assert _pull_all(stack, drain) == [], "the drain read everything, and nothing it wrote came back in the same run"
+
+
+@pytest.mark.slow
+def test_the_default_model_replays_dead_letters_of_a_failed_batch(first_run, tmp_path):
+    # Two chats whose batch failed in the first run, replayed on the local Gemma 3 270M (no --model).
+    letters = [letter for letter in _read(first_run, "error") if letter["chat_id"] in {"2", "3"}]
+    assert {letter["stage"] for letter in letters} == {"triage_inference"}
+    source = write_lines(tmp_path / "letters.jsonl", letters)
+    out = tmp_path / "out"
+    replay.run(["--input", str(source), "--output_dir", str(out), "--max_batch_size=2",
+                "--share_model_across_processes=false"])
+
+    landed = [(row["chat_id"], row["model_id"], row["prompt_version"]) for row in _read(out, "main")]
+    landed += [(m["chat_id"], m["model_id"], m["triage_prompt_version"]) for m in _read(out, "negative")]
+    assert sorted(landed) == [("2", "gemma3-270m", "triage-base-score-v1"), ("3", "gemma3-270m", "triage-base-score-v1")]
+    assert _read(out, "error") == [] and _read(out, "parked") == []
