@@ -103,7 +103,9 @@ run() {
     local job_settings sinks
     case $TEMPLATE in
         streaming) job_settings=(INPUT_SUBSCRIPTION) sinks=() ;;
-        replay) job_settings=(DEAD_LETTER_SUBSCRIPTION) sinks=(PARKED_TOPIC) ;;
+        # The replay drains the dead-letter subscription, unless PARAM_INPUT names files to replay instead.
+        replay) job_settings=(DEAD_LETTER_SUBSCRIPTION) sinks=(PARKED_TOPIC)
+            [[ -z ${PARAM_INPUT:-} ]] || job_settings=() ;;
         *) fail "no template $TEMPLATE (streaming or replay)" ;;
     esac
     require PROJECT REGION BUCKET REPOSITORY MODEL_PRESET "${job_settings[@]}" BIGQUERY_TABLE REVIEW_TOPIC \
@@ -137,7 +139,8 @@ run() {
         [[ ${UPDATE:-0} != 1 ]] || fail "UPDATE=1 replaces a running streaming job; the replay is a batch job"
         args+=(--additional-experiments=use_runner_v2 --num-workers="${NUM_WORKERS:-1}"
             --max-workers="${MAX_WORKERS:-1}")
-        pairs+=("input_subscription=$DEAD_LETTER_SUBSCRIPTION" "parked_topic=$PARKED_TOPIC")
+        [[ -n ${PARAM_INPUT:-} ]] || pairs+=("input_subscription=$DEAD_LETTER_SUBSCRIPTION")
+        pairs+=("parked_topic=$PARKED_TOPIC")
     fi
     [[ -z ${SERVICE_ACCOUNT:-} ]] || args+=(--service-account-email="$SERVICE_ACCOUNT")
     [[ ${UPDATE:-0} != 1 ]] || args+=(--update)

@@ -216,3 +216,11 @@ def test_template_run_replay_names_its_own_settings_and_refuses_an_update(tmp_pa
     assert "error: set DEAD_LETTER_SUBSCRIPTION PARKED_TOPIC (in " in result.stderr
     result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", UPDATE="1", **REPLAY_SETTINGS)
     assert result.returncode == 2 and "the replay is a batch job" in result.stderr
+
+
+def test_template_run_replay_of_files_leaves_the_subscription_alone(tmp_path):
+    settings = {k: v for k, v in REPLAY_SETTINGS.items() if k != "DEAD_LETTER_SUBSCRIPTION"}
+    result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", PARAM_INPUT="gs://b/retry/*.jsonl", **settings)
+    assert result.returncode == 0, result.stderr
+    parameters = dict(value.partition("=")[::2] for value in _flags(_commands(result.stdout)[0])["parameters"])
+    assert parameters["input"] == "gs://b/retry/*.jsonl" and "input_subscription" not in parameters
