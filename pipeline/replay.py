@@ -52,11 +52,14 @@ class ReplaySettings:
         replay = options.view_as(ReplayOptions)
         if bool(batch.input) == bool(streaming.input_subscription):
             raise SystemExit("give one of --input (dead-letter files) or --input_subscription (to drain)")
+        sink_flags = options.view_as(_SinkFlags)
         if not batch.output_dir:
-            require(options.view_as(_SinkFlags), *SINK_FLAGS)
+            require(sink_flags, *SINK_FLAGS)
+        elif any(getattr(sink_flags, name) for name in SINK_FLAGS):
+            raise SystemExit("give --output_dir or the sinks (--bigquery_table, ...), not both")
         if replay.max_attempts < 1:
             raise SystemExit(f"--max_attempts must be at least 1, got {replay.max_attempts}")
-        sinks = {} if batch.output_dir else {name: getattr(options.view_as(_SinkFlags), name) for name in SINK_FLAGS}
+        sinks = {} if batch.output_dir else {name: getattr(sink_flags, name) for name in SINK_FLAGS}
         return cls(
             max_attempts=replay.max_attempts, input_glob=batch.input,
             input_subscription=streaming.input_subscription, output_dir=batch.output_dir, **sinks,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -19,7 +20,7 @@ from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.retry import LatestPerChat
 from pipeline.sinks import rejected_row
 from tests.conftest import write_lines
-from tests.test_pipeline import GemmaModelHandler, _graph
+from tests.test_pipeline import ExplodingHandler, GemmaModelHandler, _graph
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
@@ -111,7 +112,7 @@ def test_a_rejected_row_is_written_again_without_the_model(tmp_path):
     letters = [_sink_letter("s-1"), _sink_letter("s-2").model_copy(update={"payload": '{"chat_id": "s-2"}'})]
     source = write_lines(tmp_path / "letters.jsonl", [letter.model_dump_json() for letter in letters])
     out = tmp_path / "out"
-    # The model would fail every batch: rows must not reach it.
+    # The model fails every batch (a chat that reached it would come back as a dead letter): rows must not reach it.
     pipeline = TestPipeline(runner="FnApiRunner")
     settings = replay.ReplaySettings(max_attempts=3, input_glob=str(source), output_dir=str(out))
     replay.build_pipeline(pipeline, settings, _graph("unused", handler_cls=ExplodingHandler))
@@ -124,12 +125,29 @@ def test_a_rejected_row_is_written_again_without_the_model(tmp_path):
     assert _read(out, "error") == []
 
 
-class ExplodingHandler(GemmaModelHandler):
-    def load_model(self):
-        return None
+def test_a_line_that_is_no_dead_letter_is_parked_as_it_is(tmp_path):
+    letter = DeadLetter(payload='{"id": 5, "user_id": 1}', stage=Stage.INPUT, reason="chat_message: Field required")
+    lines = [b"garbage", b"\xff\xfe", b'{"payload": "x"}', letter.model_dump_json().encode()]
+    source = write_lines(tmp_path / "letters.jsonl", lines)
+    pipeline = TestPipeline(runner="FnApiRunner")
+    settings = replay.ReplaySettings(max_attempts=3, input_glob=str(source), output_dir=str(tmp_path / "out"))
+    replay.build_pipeline(pipeline, settings, _graph("unused", handler_cls=ExplodingHandler))
+    result = pipeline.run()
+    result.wait_until_finish()
 
-    def run_inference(self, batch, model, inference_args=None):
-        raise AssertionError("the replay of a rejected row ran the model")
+    parked = [DeadLetter.model_validate(line) for line in _read(tmp_path / "out", "parked")]
+    assert sorted(letter.payload_bytes() for letter in parked) == sorted([*lines[:3], letter.payload.encode()])
+    by_stage = {letter.stage: letter for letter in parked}
+    assert by_stage[Stage.INPUT].reason == letter.reason, "a chat that was never valid keeps its reason"
+    assert {letter.reason.split(":")[0] for letter in parked if letter.stage is Stage.REPLAY_INPUT} == {
+        "not a dead letter"
+    }
+    assert _counter(result, "replay_unreadable") == 3
+
+
+def _counter(result, name: str) -> int:
+    [counter] = result.metrics().query(MetricsFilter().with_namespace("chat_triage").with_name(name))["counters"]
+    return counter.committed
 
 
 def test_only_the_latest_letter_of_a_chat_is_replayed():
@@ -153,6 +171,7 @@ def test_old_dead_letters_still_read():
     (["--input=a", "--input_subscription=projects/p/subscriptions/s", "--output_dir=out"], "give one of --input"),
     (["--input=a", "--bigquery_table=p:d.t"], "--review_topic --dead_letter_topic --parked_topic"),
     (["--input=a", "--output_dir=out", "--max_attempts=0"], "--max_attempts must be at least 1"),
+    (["--input=a", "--output_dir=out", "--parked_topic=projects/p/topics/t"], "not both"),
 ])
 def test_flags_that_cannot_work_are_a_usage_error(flags, message):
     with pytest.raises(SystemExit, match=message):
