@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model test demo batch bench lock clean
+.PHONY: help install model test demo batch replay bench lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,11 @@ batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, def
 	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model "$$model"
 	@echo "results (one JSON object per line):"; wc -l out/*.jsonl
 
+replay: $(INSTALLED) ## Replay the dead letters of make batch (out/error*.jsonl) into out/replay/ (INPUT=<glob>, MODEL=<preset>)
+	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
+	$(BIN)/python -m pipeline.replay --input '$(or $(INPUT),out/error*.jsonl)' --output_dir out/replay --model "$$model"
+	@echo "results (one JSON object per line; error: may be replayed again, parked: final):"; wc -l out/replay/*.jsonl
+
 bench: $(INSTALLED) ## Benchmark (quick, under 5 min): pipeline vs bare model vs blueprint; JSON on the last line
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
 	uptime; $(BIN)/python -m benchmarks.throughput --quick --model "$$model"; uptime
@@ -51,8 +56,8 @@ clean: ## Remove .venv and outputs
 # Production on Dataflow (README): settings come from dataflow.env or the command line.
 .PHONY: template-build template-run
 
-template-build: ## Build the image (Cloud Build) and the Flex Template spec; DRY_RUN=1 prints the commands only
+template-build: ## Build the image (Cloud Build) and the Flex Template spec (TEMPLATE=replay: the replay's); DRY_RUN=1 prints only
 	@scripts/dataflow.sh build
 
-template-run: ## Launch the streaming job on GPU workers; UPDATE=1 replaces the running job; DRY_RUN=1 prints only
+template-run: ## Launch the streaming job on GPU workers (TEMPLATE=replay: the replay of its dead letters); UPDATE=1 replaces the running job; DRY_RUN=1 prints only
 	@scripts/dataflow.sh run

@@ -1,9 +1,11 @@
 """Pointing BigQuery clients, Beam's `WriteToBigQuery` among them, at the local BigQuery emulator.
 
 Beam's sink hard-codes bigquery.googleapis.com and asks `google.auth.default()` for credentials. Its documented
-way around both is `WriteToBigQuery(test_client=...)`: `BigQueryWrapper` then uses that one object as its
-apitools client (tables and datasets) and as its google-cloud-bigquery client (`insert_rows_json` for streaming
-inserts). `EmulatorBigQueryClient` is that object for the emulator. Production never passes it.
+way around both is `test_client=...` (of `WriteToBigQuery` and of the `BigQueryWriteFn` inside it):
+`BigQueryWrapper` then uses that one object as its apitools client (tables and datasets) and as its
+google-cloud-bigquery client (`insert_rows_json` for streaming inserts). The replay job's lookup of landed chats
+(`pipeline.sinks.LandedChatIds`) takes the same object for its `query`. `EmulatorBigQueryClient` is that object
+for the emulator. Production never passes it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class EmulatorBigQueryClient:
     def insert_rows_json(self, *args, **kwargs):
         """Streaming inserts, as `google.cloud.bigquery.Client.insert_rows_json`."""
         return self._cloud.insert_rows_json(*args, **kwargs)
+
+    def query(self, *args, **kwargs):
+        """SQL queries, as `google.cloud.bigquery.Client.query` (the replay job's lookup of landed chats)."""
+        return self._cloud.query(*args, **kwargs)
 
     def __getattr__(self, name: str):
         # `datasets`, `tables`, `jobs`, `tabledata`: the apitools services Beam calls.

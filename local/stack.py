@@ -201,6 +201,14 @@ class Resources:
         return self.subscription("dead-letter-replay")
 
     @property
+    def parked_topic(self) -> str:
+        return self.topic("parked")
+
+    @property
+    def parked_subscription(self) -> str:
+        return self.subscription("parked-review")
+
+    @property
     def bigquery_table(self) -> str:
         return f"{self.project}:{self.dataset}.{self.table}"
 
@@ -264,7 +272,8 @@ class LocalStack:
         return {"test_client": EmulatorBigQueryClient(self.bigquery_endpoint, self.resources.project)}
 
     def create_resources(self) -> None:
-        """The topics, the input subscription, a subscription on each output topic, and the dataset.
+        """The topics, the input subscription, a subscription on each output topic (the replay job's parked topic
+        too), and the dataset.
 
         The table is not created here: the job creates it from the contracts (CREATE_IF_NEEDED).
         """
@@ -273,6 +282,7 @@ class LocalStack:
             (names.input_topic, names.input_subscription),
             (names.review_topic, names.review_subscription),
             (names.dead_letter_topic, names.dead_letter_subscription),
+            (names.parked_topic, names.parked_subscription),
         ):
             self.publisher.create_topic(name=topic)
             self.subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60)

@@ -119,6 +119,27 @@ class Stage(str, enum.Enum):
     APOLOGY_INFERENCE = "apology_inference"
     APOLOGY_REPLY = "apology_reply"
     SINK = "sink"
+    # The replay job was given a record that is not a dead letter.
+    REPLAY_INPUT = "replay_input"
+
+
+class LetterStatus(str, enum.Enum):
+    """Whether the replay job may try a dead letter again."""
+
+    RETRY = "retry"
+    # Final: its attempts are used up, or its input can never succeed (not JSON, missing fields).
+    PARKED = "parked"
+
+
+class FailedAttempt(Record):
+    """One earlier failure of a dead letter's chat, kept in its history."""
+
+    attempt: int = Field(ge=1)
+    stage: Stage
+    reason: str
+    model_id: str | None = None
+    prompt_version: str | None = None
+    failed_at: datetime
 
 
 class DeadLetter(Record):
@@ -132,8 +153,28 @@ class DeadLetter(Record):
     raw_output: str | None = Field(default=None, description="The model's raw reply, if there was one.")
     model_id: str | None = None
     prompt_version: str | None = None
-    attempt: int = Field(default=1, ge=1)
+    attempt: int = Field(default=1, ge=1, description="1 for the first failure, raised by each replay that fails.")
     failed_at: datetime = Field(default_factory=utc_now)
+    # Both default, so dead letters written before the replay job existed still read.
+    status: LetterStatus = LetterStatus.RETRY
+    history: tuple[FailedAttempt, ...] = Field(default=(), description="The earlier failures, oldest first.")
+
+    def as_attempt(self) -> FailedAttempt:
+        """This failure, as an entry of the history of the chat's next dead letter."""
+        return FailedAttempt(
+            attempt=self.attempt, stage=self.stage, reason=self.reason, model_id=self.model_id,
+            prompt_version=self.prompt_version, failed_at=self.failed_at,
+        )
+
+    def retry_of(self, previous: DeadLetter) -> DeadLetter:
+        """This failure as the next attempt of `previous`, whose failure joins the history."""
+        return self.model_copy(
+            update={"attempt": previous.attempt + 1, "history": (*previous.history, previous.as_attempt())}
+        )
+
+    def parked(self) -> DeadLetter:
+        """The same failure, final: the replay job will not try it again."""
+        return self.model_copy(update={"status": LetterStatus.PARKED})
 
     @classmethod
     def from_bytes(cls, data: bytes, **fields) -> DeadLetter:

@@ -79,23 +79,43 @@ class TriageOptions(PipelineOptions):
 
 
 class BatchOptions(PipelineOptions):
-    """Flags of `python -m pipeline.batch`, beside `TriageOptions`."""
+    """Flags of `python -m pipeline.batch` (and of the replay job's file mode), beside `TriageOptions`."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input", help="Glob of JSON Lines files of chats.")
+        parser.add_argument("--input", help="Glob of JSON Lines files of chats (of dead letters, for pipeline.replay).")
         parser.add_argument("--output_dir", help="Folder for main*.jsonl, negative*.jsonl, error*.jsonl.")
 
 
 class StreamingOptions(PipelineOptions):
-    """Flags of `python -m pipeline.run`, beside `TriageOptions`."""
+    """Flags of `python -m pipeline.run` (and of the replay job's sink mode), beside `TriageOptions`."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input_subscription", help="projects/P/subscriptions/S with chat JSON.")
+        parser.add_argument(
+            "--input_subscription",
+            help="projects/P/subscriptions/S with chat JSON (with dead letters, which pipeline.replay drains).",
+        )
         parser.add_argument("--bigquery_table", help="PROJECT:DATASET.TABLE for sentiment 1 and 0.")
         parser.add_argument("--review_topic", help="projects/P/topics/T for drafts to review.")
         parser.add_argument("--dead_letter_topic", help="projects/P/topics/T for dead letters.")
+
+
+class ReplayOptions(PipelineOptions):
+    """Flags of `python -m pipeline.replay` beside those it shares: `TriageOptions` for per-run overrides,
+    `BatchOptions` (`--input`, `--output_dir`) and `StreamingOptions` (the subscription to drain, the sinks).
+
+    Beam parses every options class in one parser, so a flag can be declared only once: the replay job reuses
+    the other jobs' flags rather than declaring its own of the same name.
+    """
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--max_attempts", type=int, default=3,
+            help="Attempts a chat gets in all, its first run included; a dead letter that has had them is parked.",
+        )
+        parser.add_argument("--parked_topic", help="projects/P/topics/T for parked dead letters (final, not retried).")
 
 
 class EvaluateOptions(PipelineOptions):

@@ -8,8 +8,8 @@ import typing
 from datetime import datetime
 
 import apache_beam as beam
-from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
-from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryWriteFn
+from apache_beam.io.gcp.bigquery_tools import RetryStrategy, parse_table_reference
 from apache_beam.io.gcp.pubsub import PubsubMessage, WriteToPubSub
 from pydantic import BaseModel
 
@@ -78,7 +78,14 @@ def rejected_row(failure: tuple) -> DeadLetter:
 
 
 class WriteTriageRows(beam.PTransform):
-    """TriageRows in (streaming inserts, table created if needed); dead letters for rejected rows out."""
+    """TriageRows in (streaming inserts, table created if needed); dead letters for rejected rows out.
+
+    Each row's insert id is its chat id, so BigQuery drops a chat written twice within its deduplication window
+    (best effort, about a minute): a redelivered Pub/Sub message, a retried bundle. `WriteToBigQuery` makes its
+    own random insert ids and takes none from the caller, so this runs the DoFn inside it, Beam's
+    `BigQueryWriteFn`, on `(table, (row, insert id))` pairs. `write_kwargs` go to that DoFn (the local stack
+    passes `test_client`).
+    """
 
     def __init__(self, table: str, **write_kwargs):
         super().__init__()
@@ -86,17 +93,74 @@ class WriteTriageRows(beam.PTransform):
         self._write_kwargs = write_kwargs
 
     def expand(self, rows):
+        table = self._table
         result = (
             rows
-            | "ToRow" >> beam.Map(lambda row: row.model_dump(mode="json"))
-            | "Write" >> WriteToBigQuery(
-                self._table,
-                schema=bigquery_schema(TriageRow),
-                create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
-                write_disposition=BigQueryDisposition.WRITE_APPEND,
-                method=WriteToBigQuery.Method.STREAMING_INSERTS,
-                insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
-                **self._write_kwargs,
-            )
+            | "WithInsertIds" >> beam.Map(lambda row: (table, (row.model_dump(mode="json"), row.chat_id)))
+            | "StreamInsertRows" >> beam.ParDo(
+                BigQueryWriteFn(
+                    batch_size=BigQueryWriteFn.DEFAULT_MAX_BATCH_SIZE,
+                    schema=bigquery_schema(TriageRow),
+                    create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
+                    write_disposition=BigQueryDisposition.WRITE_APPEND,
+                    retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
+                    **self._write_kwargs,
+                )
+            ).with_outputs(BigQueryWriteFn.FAILED_ROWS_WITH_ERRORS, BigQueryWriteFn.FAILED_ROWS, main="written")
         )
-        return result.failed_rows_with_errors | "DeadLetterRejectedRows" >> beam.Map(rejected_row)
+        return result[BigQueryWriteFn.FAILED_ROWS_WITH_ERRORS] | "DeadLetterRejectedRows" >> beam.Map(rejected_row)
+
+
+# Chat ids per lookup query: far below BigQuery's limits on query parameters and request size.
+LOOKUP_CHUNK = 10_000
+
+
+class _LandedChatIdsFn(beam.DoFn):
+    """A set of chat ids in; the subset already in the table out (empty while the table does not exist)."""
+
+    def __init__(self, table: str, test_client=None):
+        self._table = table
+        self._test_client = test_client
+
+    def setup(self):
+        from google.cloud import bigquery
+
+        reference = parse_table_reference(self._table)
+        self._name = f"{reference.projectId}.{reference.datasetId}.{reference.tableId}"
+        self._client = self._test_client or bigquery.Client(project=reference.projectId)
+
+    def process(self, chat_ids: set[str]):
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        ids, landed = sorted(chat_ids), set()
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            config = bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ArrayQueryParameter("ids", "STRING", ids[start:start + LOOKUP_CHUNK])]
+            )
+            query = f"SELECT DISTINCT chat_id FROM `{self._name}` WHERE chat_id IN UNNEST(@ids)"
+            try:
+                landed.update(row["chat_id"] for row in self._client.query(query, job_config=config).result())
+            except NotFound:
+                break
+        yield frozenset(landed)
+
+
+class LandedChatIds(beam.PTransform):
+    """Chat ids in; one set out: those of them that already have a row in `table`.
+
+    The replay job skips these, which is what keeps a replay from adding a second row for a chat (insert ids
+    deduplicate only within about a minute). `test_client` is the local stack's BigQuery client.
+    """
+
+    def __init__(self, table: str, test_client=None):
+        super().__init__()
+        self._table = table
+        self._test_client = test_client
+
+    def expand(self, chat_ids):
+        return (
+            chat_ids
+            | "AllIds" >> beam.CombineGlobally(beam.combiners.ToSetCombineFn())
+            | "InTable" >> beam.ParDo(_LandedChatIdsFn(self._table, self._test_client))
+        )

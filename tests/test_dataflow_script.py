@@ -169,3 +169,58 @@ def test_the_printed_template_build_runs_offline_with_print_only(tmp_path):
     printed = parse_printed_spec(spec.stdout)
     assert printed["image"] == IMAGE
     assert printed["metadata"] == load_metadata(TEMPLATES[0][0])
+
+
+REPLAY_SETTINGS = {
+    **SETTINGS,
+    "TEMPLATE": "replay",
+    "DEAD_LETTER_SUBSCRIPTION": "projects/food-chain/subscriptions/dead-letters",
+    "PARKED_TOPIC": "projects/food-chain/topics/parked",
+}
+LAUNCHER_IMAGE = "europe-west4-docker.pkg.dev/food-chain/chat-triage/chat-triage-replay:0.1.0"
+
+
+def test_the_replay_template_launches_from_a_layer_over_the_image(tmp_path):
+    result = _run(["make", "--no-print-directory", "template-build", "DRY_RUN=1"], tmp_path, **REPLAY_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    image, launcher, build = _commands(result.stdout)
+    assert _flags(image)["tag"] == [IMAGE]
+    assert launcher[:4] == ["gcloud", "builds", "submit", "templates/replay"]
+    assert _flags(launcher)["config"] == ["templates/replay/cloudbuild.yaml"]
+    assert _flags(launcher)["substitutions"] == [f"_IMAGE={IMAGE},_LAUNCHER_IMAGE={LAUNCHER_IMAGE}"]
+    assert build[4] == "gs://food-chain-triage/templates/chat-triage-replay-0.1.0.json"
+    assert _flags(build)["image"] == [LAUNCHER_IMAGE]
+    assert _flags(build)["metadata-file"] == ["templates/replay/metadata.json"]
+
+
+def test_template_run_replay_launches_the_batch_job_on_the_dead_letters(tmp_path):
+    result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", **REPLAY_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    [command] = _commands(result.stdout)
+    assert command[:5] == ["gcloud", "dataflow", "flex-template", "run", "chat-triage-replay"]
+    flags = _flags(command)
+    assert flags["template-file-gcs-location"] == ["gs://food-chain-triage/templates/chat-triage-replay-0.1.0.json"]
+    assert "enable-streaming-engine" not in flags and flags["max-workers"] == ["1"]
+    parameters = dict(value.partition("=")[::2] for value in flags["parameters"])
+    assert parameters["sdk_container_image"] == IMAGE, "workers run the project's image, not the launcher layer"
+    assert parameters["input_subscription"] == REPLAY_SETTINGS["DEAD_LETTER_SUBSCRIPTION"]
+    assert parameters["parked_topic"] == REPLAY_SETTINGS["PARKED_TOPIC"]
+    declared = {parameter["name"] for parameter in load_metadata(TEMPLATES[1][0])["parameters"]}
+    assert set(parameters) - declared == {"sdk_container_image", "dataflow_service_options", "disk_size_gb"}
+
+
+def test_template_run_replay_names_its_own_settings_and_refuses_an_update(tmp_path):
+    settings = {k: v for k, v in REPLAY_SETTINGS.items() if k not in {"DEAD_LETTER_SUBSCRIPTION", "PARKED_TOPIC"}}
+    result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", **settings)
+    assert result.returncode == 2
+    assert "error: set DEAD_LETTER_SUBSCRIPTION PARKED_TOPIC (in " in result.stderr
+    result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", UPDATE="1", **REPLAY_SETTINGS)
+    assert result.returncode == 2 and "the replay is a batch job" in result.stderr
+
+
+def test_template_run_replay_of_files_leaves_the_subscription_alone(tmp_path):
+    settings = {k: v for k, v in REPLAY_SETTINGS.items() if k != "DEAD_LETTER_SUBSCRIPTION"}
+    result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", PARAM_INPUT="gs://b/retry/*.jsonl", **settings)
+    assert result.returncode == 0, result.stderr
+    parameters = dict(value.partition("=")[::2] for value in _flags(_commands(result.stdout)[0])["parameters"])
+    assert parameters["input"] == "gs://b/retry/*.jsonl" and "input_subscription" not in parameters

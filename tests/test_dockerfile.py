@@ -118,3 +118,14 @@ def test_the_entry_points_and_environment():
     assert "/opt/google/dataflow/python_template_launcher" in DOCKERFILE
     assert _instructions()[-1] == 'ENTRYPOINT ["/opt/apache/beam/boot"]'
     assert "pip check" in DOCKERFILE
+
+
+def test_the_replay_launcher_layer_runs_the_replay_job():
+    layer = (ROOT / "templates" / "replay" / "Dockerfile").read_text(encoding="utf-8")
+    instructions = [line for line in layer.splitlines() if line.strip() and not line.startswith("#")]
+    assert instructions[:2] == ["ARG IMAGE", "FROM ${IMAGE}"]
+    py_file = Path(re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=(\S+)", layer)[1])
+    assert py_file == Path("/template/pipeline/replay.py") and (ROOT / py_file.relative_to("/template")).is_file()
+    # The launcher binary that the project's image copies in.
+    assert instructions[-1] == 'ENTRYPOINT ["/opt/google/dataflow/python_template_launcher"]'
+    assert f"COPY --from=template_launcher {instructions[-1].split(chr(34))[1]} " in DOCKERFILE

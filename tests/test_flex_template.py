@@ -19,14 +19,15 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import StreamingOptions, TriageOptions, _bool
+from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, _bool
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# One row per template: its metadata file and the options classes of its entry point. The replay job's row
-# (issue 4) is one line: ("templates/replay/metadata.json", (TriageOptions, ReplayOptions)).
+# One row per template: its metadata file and the options classes of its entry point. The replay job reuses the
+# flags of the batch and streaming jobs (Beam parses all options classes at once, so a flag is declared once).
 TEMPLATES = [
     ("templates/streaming/metadata.json", (TriageOptions, StreamingOptions)),
+    ("templates/replay/metadata.json", (TriageOptions, BatchOptions, StreamingOptions, ReplayOptions)),
 ]
 
 # ParameterMetadata.paramType values of the Dataflow API (v1b3); gcloud does not check them itself.
@@ -44,6 +45,10 @@ EXAMPLES = {
     "input_subscription": (["projects/food-chain/subscriptions/chats"], ["chats", "projects/food-chain/topics/chats"]),
     "review_topic": (["projects/food-chain/topics/review"], ["review", "projects/p/subscriptions/s"]),
     "dead_letter_topic": (["projects/food-chain/topics/dead-letters"], ["projects/p/topics/"]),
+    "parked_topic": (["projects/food-chain/topics/parked"], ["parked", "projects/p/subscriptions/parked"]),
+    "input": (["gs://food-chain/errors/*.jsonl"], ["errors/*.jsonl", "gs://food-chain"]),
+    "output_dir": (["gs://food-chain/replay", "gs://food-chain"], ["/tmp/replay", "replay"]),
+    "max_attempts": (["3"], ["0", "-1", "three"]),
     "bigquery_table": (
         ["food-chain:support.triage", "example.com:food-chain:support.triage"],
         ["support.triage", "food-chain.support.triage", "food-chain:support"],

@@ -1,0 +1,158 @@
+"""Replay entry point (batch): dead letters in, through the triage graph again, into the jobs' sinks or files.
+
+    python -m pipeline.replay --input 'out/error*.jsonl' --output_dir out/replay [--model PRESET] [--max_attempts 3]
+    python -m pipeline.replay --input_subscription projects/P/subscriptions/DL --bigquery_table P:D.T \\
+        --review_topic projects/P/topics/R --dead_letter_topic projects/P/topics/DL \\
+        --parked_topic projects/P/topics/PARKED [--model PRESET]
+
+Dead letters come from JSON Lines files (`--input`) or from a subscription, drained until empty. Outputs: rows,
+review messages, dead letters that may be retried again (attempt raised, history kept) and parked letters
+(final), as files in `--output_dir` or to BigQuery and the three topics. In sink mode, chats already in the
+table are skipped, so a replay never adds a second row for a chat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.coders import BytesCoder
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.dead_letters import ERROR
+from pipeline.drain import DrainSubscription
+from pipeline.graph import TriageChats
+from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, require, use_default_model
+from pipeline.retry import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
+from pipeline.sinks import LandedChatIds, PublishRecords, WriteJsonLines, WriteTriageRows
+from pipeline.triage import MAIN, NEGATIVE
+
+SINK_FLAGS = ("bigquery_table", "review_topic", "dead_letter_topic", "parked_topic")
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """Where dead letters come from and where results go: a file glob or a subscription; a folder or the sinks."""
+
+    max_attempts: int
+    input_glob: str | None = None
+    input_subscription: str | None = None
+    output_dir: str | None = None
+    bigquery_table: str | None = None
+    review_topic: str | None = None
+    dead_letter_topic: str | None = None
+    parked_topic: str | None = None
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> ReplaySettings:
+        """The settings of the flags, or a usage error naming what is missing or contradictory."""
+        batch, streaming = options.view_as(BatchOptions), options.view_as(StreamingOptions)
+        replay = options.view_as(ReplayOptions)
+        if bool(batch.input) == bool(streaming.input_subscription):
+            raise SystemExit("give one of --input (dead-letter files) or --input_subscription (to drain)")
+        sink_flags = options.view_as(_SinkFlags)
+        if not batch.output_dir:
+            require(sink_flags, *SINK_FLAGS)
+        elif any(getattr(sink_flags, name) for name in SINK_FLAGS):
+            raise SystemExit("give --output_dir or the sinks (--bigquery_table, ...), not both")
+        if replay.max_attempts < 1:
+            raise SystemExit(f"--max_attempts must be at least 1, got {replay.max_attempts}")
+        sinks = {} if batch.output_dir else {name: getattr(sink_flags, name) for name in SINK_FLAGS}
+        return cls(
+            max_attempts=replay.max_attempts, input_glob=batch.input,
+            input_subscription=streaming.input_subscription, output_dir=batch.output_dir, **sinks,
+        )
+
+
+class _SinkFlags(StreamingOptions, ReplayOptions):
+    """A view holding the sink flags of both classes, so `require` names every missing one at once."""
+
+
+def read_dead_letters(pipeline: beam.Pipeline, settings: ReplaySettings):
+    """Raw lines (bad UTF-8 included) or message data, as bytes."""
+    if settings.input_glob:
+        return (
+            pipeline
+            | "ReadDeadLetters" >> beam.io.ReadFromText(settings.input_glob, coder=BytesCoder())
+            | "SkipBlankLines" >> beam.Filter(lambda line: line.strip())
+        )
+    return pipeline | "DrainDeadLetters" >> DrainSubscription(settings.input_subscription)
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline, settings: ReplaySettings, triage: TriageChats, **bigquery_write_kwargs
+) -> None:
+    """Wires the replay: plan, skip what has landed, triage or rewrite, next attempts, outputs.
+
+    `bigquery_write_kwargs` go to the BigQuery write and lookup as they are (the local stack's `test_client`).
+    """
+    parsed = read_dead_letters(pipeline, settings) | "ParseDeadLetters" >> beam.ParDo(
+        ParseDeadLetterFn()
+    ).with_outputs(PARKED, main="letters")
+    plan = (
+        parsed.letters
+        | "LatestPerChat" >> LatestPerChat()
+        | "Plan" >> beam.ParDo(PlanReplayFn(settings.max_attempts)).with_outputs(CHATS, ROWS, PARKED)
+    )
+    chats, rows = plan[CHATS], plan[ROWS]
+    if settings.bigquery_table:
+        chats, rows = _skip_landed(chats, rows, settings.bigquery_table, bigquery_write_kwargs.get("test_client"))
+    outputs = chats | "Payloads" >> beam.Map(lambda letter: letter.payload_bytes()) | "TriageChats" >> triage
+    all_rows = (outputs[MAIN], rows | "Rows" >> beam.MapTuple(lambda _letter, row: row)) | "AllRows" >> beam.Flatten()
+    if settings.bigquery_table:
+        rejected = all_rows | "WriteToBigQuery" >> WriteTriageRows(settings.bigquery_table, **bigquery_write_kwargs)
+        failures = (outputs[ERROR], rejected) | "AllFailures" >> beam.Flatten()
+    else:
+        failures = outputs[ERROR]
+    tried = (chats, rows | "RowLetters" >> beam.MapTuple(lambda letter, _row: letter)) | "Tried" >> beam.Flatten()
+    attempts = {"tried": tried, "failed": failures} | "NextAttempts" >> NextAttempts(settings.max_attempts)
+    parked = (parsed[PARKED], plan[PARKED], attempts[PARKED]) | "AllParked" >> beam.Flatten()
+
+    if settings.output_dir:
+        results = {MAIN: all_rows, NEGATIVE: outputs[NEGATIVE], ERROR: attempts.retry, PARKED: parked}
+        for name, records in results.items():
+            records | f"Write_{name}" >> WriteJsonLines(os.path.join(settings.output_dir, name))
+    else:
+        outputs[NEGATIVE] | "PublishForReview" >> PublishRecords(settings.review_topic)
+        attempts.retry | "PublishDeadLetters" >> PublishRecords(settings.dead_letter_topic)
+        parked | "PublishParked" >> PublishRecords(settings.parked_topic)
+
+
+def _skip_landed(chats, rows, table: str, test_client):
+    """The chats and rows whose chat has no row in `table` yet."""
+    ids = (
+        (chats | "ChatIds" >> beam.Map(lambda letter: letter.chat_id),
+         rows | "RowIds" >> beam.MapTuple(lambda letter, _row: letter.chat_id))
+        | "ReplayedIds" >> beam.Flatten()
+    )
+    landed = beam.pvalue.AsSingleton(ids | "LandedChatIds" >> LandedChatIds(table, test_client))
+    chats = chats | "SkipLandedChats" >> beam.Filter(lambda letter, done: letter.chat_id not in done, landed)
+    rows = rows | "SkipLandedRows" >> beam.Filter(lambda pair, done: pair[0].chat_id not in done, landed)
+    return chats, rows
+
+
+def run(
+    argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None, **bigquery_write_kwargs
+) -> beam.runners.runner.PipelineResult:
+    """Parses flags, builds the graph and runs it; returns its result (metrics).
+
+    Local runners return when the job is done; on Dataflow this returns once the job is submitted, as a Flex
+    Template launcher must. `bigquery_write_kwargs` are for the local stack; the command line passes none.
+    """
+    options = PipelineOptions(argv)
+    standard = options.view_as(StandardOptions)
+    # Beam's default DirectRunner tries to download the Prism binary first; FnApiRunner runs in-process.
+    standard.runner = standard.runner or "FnApiRunner"
+    settings = ReplaySettings.from_options(options)
+    triage = options.view_as(TriageOptions)
+    use_default_model(triage)
+    pipeline = test_pipeline or beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings, TriageChats.from_options(triage), **bigquery_write_kwargs)
+    return pipeline.run()
+
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    run()
