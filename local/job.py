@@ -12,7 +12,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from local.stack import LocalStack
 from pipeline import run
-from pipeline.contracts import DeadLetter
+from pipeline.contracts import MAX_PAYLOAD_BYTES, DeadLetter
 
 WAKE_UP = b"local-stack: wake up"
 
@@ -54,7 +54,12 @@ class StreamingJob:
 
 
 def message_key(payload: bytes) -> str:
-    """How a published message is recognised in the outputs: its chat id, or its payload when it has no id."""
+    """How a published message is recognised in the outputs: its chat id, or its payload when it has no id.
+
+    A payload over `MAX_PAYLOAD_BYTES` is known by its first `MAX_PAYLOAD_BYTES`, all that its dead letter keeps.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        payload = payload[:MAX_PAYLOAD_BYTES]
     try:
         fields = json.loads(payload)
     except ValueError:
@@ -62,6 +67,11 @@ def message_key(payload: bytes) -> str:
     if isinstance(fields, dict) and fields.get("id") is not None and str(fields["id"]):
         return str(fields["id"])
     return payload.decode("utf-8", errors="replace")
+
+
+def dead_letter_key(letter: DeadLetter) -> str:
+    """The `message_key` of the message a dead letter stands for."""
+    return letter.chat_id or letter.payload_bytes().decode("utf-8", errors="replace")
 
 
 class Tally:
@@ -85,9 +95,7 @@ class Tally:
         for message in self._stack.pull(names.dead_letter_subscription):
             letter = DeadLetter.model_validate_json(message.data)
             self.dead_letters.append(letter)
-            self._dead_letter_keys.append(
-                message.attributes.get("chat_id") or letter.payload_bytes().decode("utf-8", errors="replace")
-            )
+            self._dead_letter_keys.append(dead_letter_key(letter))
         self.rows = self._stack.rows()
 
     @property
