@@ -24,5 +24,4 @@ def for_failed_batch(failure: tuple[list, tuple], stage: Stage, model_id: str) -
     """One dead letter per chat of a batch whose inference raised (RunInference's failed_inferences)."""
     batch, (_, error, _) = failure
     for key, _prompt in batch:
-        # A timeout's message is empty: the exception's type says what happened.
-        yield for_chat(chat_of(key), stage, f"inference failed: {type(error).__name__}: {error}", model_id=model_id)
+        yield for_chat(chat_of(key), stage, f"inference failed: {error}", model_id=model_id)
