@@ -38,8 +38,10 @@ class StreamingJob:
         """Cancels the job; returns how long that took, in seconds.
 
         The runner's Pub/Sub read blocks in a pull for up to 30 s and `cancel()` waits for it, so while it waits
-        this publishes a wake-up message each second: the pull returns and the runner stops. A wake-up can be
-        read but is never processed (the runner takes no new work once shutdown is requested).
+        this publishes a wake-up message each second: the pull returns and the runner stops. A wake-up the runner
+        read is never processed (it takes no new work once shutdown is requested); the ones it did not read (a
+        bundle still busy keeps `cancel()` waiting) are taken off the subscription here, so that a job started
+        on it later does not dead-letter them.
         """
         started = time.monotonic()
         stopper = threading.Thread(target=self.result.cancel, name="cancel-streaming-job", daemon=True)
@@ -50,6 +52,7 @@ class StreamingJob:
             stopper.join(1.0)
         if stopper.is_alive():
             raise TimeoutError(f"the job did not stop within {timeout:.0f} s")
+        self._stack.discard(self._stack.resources.input_subscription, WAKE_UP)
         return time.monotonic() - started
 
 
@@ -85,6 +88,10 @@ class Tally:
         self.dead_letters: list[DeadLetter] = []
         self._review_keys: list[str] = []
         self._dead_letter_keys: list[str] = []
+
+    def expect(self, payloads: list[bytes]) -> None:
+        """Adds messages published since, for a job that keeps running (or one restarted on the same subscription)."""
+        self.expected.update(message_key(payload) for payload in payloads)
 
     def poll(self) -> None:
         """Reads new review messages and dead letters from their subscriptions, and the table anew."""
