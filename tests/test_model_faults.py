@@ -8,14 +8,14 @@ import threading
 
 import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from handlers.gemma import GemmaModelHandler, Generation
 from pipeline.contracts import ChatMessage, Stage
-from pipeline.graph import TriageChats, handler_prompt_args
-from pipeline.prompts import load_prompt
-from tests.tiny_gemma import APOLOGY_PROMPT, GENERATE_PROMPT
+from pipeline.graph import TriageChats
+from pipeline.options import TriageOptions
 
 # A hung batch waits on this until the test ends; Beam abandons the thread but cannot stop it.
 RELEASE = threading.Event()
@@ -42,22 +42,22 @@ class FaultyGenerator:
         return [Generation('{"sentiment": 1, "summary": "Fine."}', 20, max_length)] * len(prompts)
 
 
-class FaultyModelHandler(GemmaModelHandler):
-    """The project's handler (batching, reply checks) around the faulty model."""
+@pytest.fixture
+def faulty_model(monkeypatch):
+    """Every GemmaModelHandler loads the faulty model; the handler's own batching and reply checks stay."""
+    monkeypatch.setattr(GemmaModelHandler, "load_model", lambda self: FaultyGenerator())
+    RELEASE.clear()
+    yield
+    RELEASE.set()
 
-    def load_model(self):
-        return FaultyGenerator()
 
-
-def _graph(timeout_secs: int | None) -> TriageChats:
-    triage, apology = load_prompt(GENERATE_PROMPT), load_prompt(APOLOGY_PROMPT)
-    # One chat per batch, so that each fault hits one chat only.
-    settings = {"min_batch_size": 1, "max_batch_size": 1, "share_across_processes": False}
-    return TriageChats(
-        FaultyModelHandler("faulty", **handler_prompt_args(triage), **settings),
-        FaultyModelHandler("faulty", **handler_prompt_args(apology), **settings),
-        triage, apology, inference_timeout_secs=timeout_secs,
-    )
+def _graph(*flags: str) -> TriageChats:
+    """The graph as the jobs build it from their flags, one chat per batch so that each fault hits one chat."""
+    options = PipelineOptions([
+        "--model=faulty", "--model_family=instruct", "--sentiment_mode=generate", "--max_batch_size=1",
+        "--share_model_across_processes=false", *flags,
+    ])
+    return TriageChats.from_options(options.view_as(TriageOptions))
 
 
 def _chat(chat_id: str, text: str) -> bytes:
@@ -73,18 +73,11 @@ FAULTS = {
 }
 
 
-@pytest.fixture
-def release_hung_batches():
-    RELEASE.clear()
-    yield
-    RELEASE.set()
-
-
-def test_each_faulty_batch_is_dead_lettered_with_its_reason_and_the_rest_goes_on(release_hung_batches):
+def test_each_faulty_batch_is_dead_lettered_with_its_reason_and_the_rest_goes_on(faulty_model):
     healthy = [_chat(f"ok-{i}", f"Thanks for the pizza number {i}") for i in range(4)]
     faulty = [_chat(name, text) for name, (text, _, _) in FAULTS.items()]
     pipeline = TestPipeline(runner="FnApiRunner")
-    outputs = pipeline | beam.Create(healthy[:2] + faulty + healthy[2:]) | _graph(TIMEOUT_SECS)
+    outputs = pipeline | beam.Create(healthy[:2] + faulty + healthy[2:]) | _graph(f"--inference_timeout_secs={TIMEOUT_SECS}")
 
     def matches(letter) -> tuple:
         # The dead letter must carry what a replay needs: the original chat and the stage that failed.
@@ -98,9 +91,9 @@ def test_each_faulty_batch_is_dead_lettered_with_its_reason_and_the_rest_goes_on
     pipeline.run().wait_until_finish()
 
 
-def test_garbage_keeps_the_raw_output_for_whoever_reads_the_dead_letter():
+def test_garbage_keeps_the_raw_output_for_whoever_reads_the_dead_letter(faulty_model):
     with TestPipeline(runner="FnApiRunner") as pipeline:
-        errors = (pipeline | beam.Create([_chat("garbage", "GARBAGE"), _chat("none", "NONE")]) | _graph(None))["error"]
+        errors = (pipeline | beam.Create([_chat("garbage", "GARBAGE"), _chat("none", "NONE")]) | _graph())["error"]
         assert_that(
             errors | beam.Map(lambda letter: (letter.chat_id, letter.raw_output, letter.model_id)),
             equal_to([("garbage", "\x00\ufffd{sentiment: ☃", "faulty"), ("none", "None", "faulty")]),
