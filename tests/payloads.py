@@ -78,7 +78,9 @@ def _not_utf8(data: bytes) -> bool:
 def payloads(ids=_IDS, line_safe: bool = False) -> st.SearchStrategy[bytes]:
     """One input message of any kind; `line_safe` leaves out newlines and blank payloads (JSON Lines files)."""
     text = st.text(alphabet=st.characters(blacklist_characters="\n\r"), min_size=1) if line_safe else st.text()
-    raw = st.binary(min_size=1) if not line_safe else st.binary(min_size=1).filter(lambda b: b"\n" not in b and b"\r" not in b)
+    raw = st.binary(min_size=1)
+    if line_safe:
+        raw = raw.filter(lambda data: b"\n" not in data and b"\r" not in data)
     strategy = st.one_of(
         valid_chats(ids).map(_encode),
         # Control characters are legal inside a chat; json.dumps escapes the ones a line cannot hold.

@@ -16,7 +16,9 @@ from tests.payloads import sample_payloads
 from tests.tiny_gemma import lesson_chats
 
 # The prompts the tiny model learned, and lengths that hold them.
-TINY_FLAGS = ("--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--share_model_across_processes=false")
+TINY_FLAGS = (
+    "--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--share_model_across_processes=false"
+)
 
 
 @pytest.fixture(scope="module")
