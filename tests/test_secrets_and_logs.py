@@ -34,8 +34,9 @@ BAD = [f"{{not json {MARKER}", json.dumps({"id": "log-3", "user_id": 3, "chat_me
 
 
 def test_the_credential_patterns_catch_what_they_are_for():
-    leaked = ['{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIE"}',
-              "KAGGLE_KEY=0123456789abcdef0123456789abcdef", "AIza" + "A" * 35]
+    # Assembled here, so that this file does not hold what the repository scan below looks for.
+    leaked = ['{"type": "service_account", "private' + '_key": "-----BEGIN PRIVATE' + ' KEY-----\\nMIIE"}',
+              "KAGGLE" + "_KEY=" + "0123456789abcdef" * 2, "AIza" + "A" * 35]
     assert all(CREDENTIALS.search(text) for text in leaked)
     assert not CREDENTIALS.search("export KAGGLE_USERNAME=... KAGGLE_KEY=...")
 
