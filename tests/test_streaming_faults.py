@@ -50,7 +50,8 @@ def test_generated_bad_input_through_the_streaming_job(stack, tiny_gemma):
     # Pub/Sub refuses empty messages, so those never reach the job.
     payloads = [payload for payload in sample_payloads(60) if payload]
     stack = _own(stack, "faults-input")
-    job = StreamingJob(stack, tiny_gemma, *TINY_FLAGS)
+    # With a timeout, as production should run: each batch in Beam's timeout thread, the model loaded inside it.
+    job = StreamingJob(stack, tiny_gemma, *TINY_FLAGS, "--inference_timeout_secs=300")
     try:
         stack.publish(payloads)
         tally = Tally(stack, payloads)
