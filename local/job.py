@@ -12,7 +12,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from local.stack import LocalStack
 from pipeline import run
-from pipeline.contracts import DeadLetter
+from pipeline.contracts import MAX_PAYLOAD_BYTES, DeadLetter
 
 WAKE_UP = b"local-stack: wake up"
 
@@ -38,8 +38,10 @@ class StreamingJob:
         """Cancels the job; returns how long that took, in seconds.
 
         The runner's Pub/Sub read blocks in a pull for up to 30 s and `cancel()` waits for it, so while it waits
-        this publishes a wake-up message each second: the pull returns and the runner stops. A wake-up can be
-        read but is never processed (the runner takes no new work once shutdown is requested).
+        this publishes a wake-up message each second: the pull returns and the runner stops. A wake-up the runner
+        read is never processed (it takes no new work once shutdown is requested); the ones it did not read (a
+        bundle still busy keeps `cancel()` waiting) are taken off the subscription here, so that a job started
+        on it later does not dead-letter them.
         """
         started = time.monotonic()
         stopper = threading.Thread(target=self.result.cancel, name="cancel-streaming-job", daemon=True)
@@ -50,11 +52,17 @@ class StreamingJob:
             stopper.join(1.0)
         if stopper.is_alive():
             raise TimeoutError(f"the job did not stop within {timeout:.0f} s")
+        self._stack.discard(self._stack.resources.input_subscription, WAKE_UP)
         return time.monotonic() - started
 
 
 def message_key(payload: bytes) -> str:
-    """How a published message is recognised in the outputs: its chat id, or its payload when it has no id."""
+    """How a published message is recognised in the outputs: its chat id, or its payload when it has no id.
+
+    A payload over `MAX_PAYLOAD_BYTES` is known by its first `MAX_PAYLOAD_BYTES`, all that its dead letter keeps.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        payload = payload[:MAX_PAYLOAD_BYTES]
     try:
         fields = json.loads(payload)
     except ValueError:
@@ -62,6 +70,11 @@ def message_key(payload: bytes) -> str:
     if isinstance(fields, dict) and fields.get("id") is not None and str(fields["id"]):
         return str(fields["id"])
     return payload.decode("utf-8", errors="replace")
+
+
+def dead_letter_key(letter: DeadLetter) -> str:
+    """The `message_key` of the message a dead letter stands for."""
+    return letter.chat_id or letter.payload_bytes().decode("utf-8", errors="replace")
 
 
 class Tally:
@@ -76,6 +89,10 @@ class Tally:
         self._review_keys: list[str] = []
         self._dead_letter_keys: list[str] = []
 
+    def expect(self, payloads: list[bytes]) -> None:
+        """Adds messages published since, for a job that keeps running (or one restarted on the same subscription)."""
+        self.expected.update(message_key(payload) for payload in payloads)
+
     def poll(self) -> None:
         """Reads new review messages and dead letters from their subscriptions, and the table anew."""
         names = self._stack.resources
@@ -85,9 +102,7 @@ class Tally:
         for message in self._stack.pull(names.dead_letter_subscription):
             letter = DeadLetter.model_validate_json(message.data)
             self.dead_letters.append(letter)
-            self._dead_letter_keys.append(
-                message.attributes.get("chat_id") or letter.payload_bytes().decode("utf-8", errors="replace")
-            )
+            self._dead_letter_keys.append(dead_letter_key(letter))
         self.rows = self._stack.rows()
 
     @property

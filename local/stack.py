@@ -73,6 +73,10 @@ class Service:
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def signal(self, sig: int) -> None:
+        """Sends `sig` to the process group it leads."""
+        os.killpg(self.process.pid, sig)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the process group it leads, then SIGKILL if it has not gone after `timeout`."""
         if self.process.poll() is not None:
@@ -146,13 +150,17 @@ def install_duckdb_spatial() -> None:
         duckdb_extensions.import_extension("spatial", con=connection)
 
 
-def start_bigquery(workdir: Path, project: str) -> tuple[Service, str]:
-    """bqemulator (in memory) on a free port; returns it and its REST endpoint."""
+def start_bigquery(workdir: Path, project: str, port: int | None = None) -> tuple[Service, str]:
+    """bqemulator on a free port (or `port`); returns it and its REST endpoint.
+
+    Its tables live in a DuckDB file under `workdir`, so that it can be stopped and started again with its data.
+    """
     install_duckdb_spatial()
-    port = free_port()
+    port = port or free_port()
     command = [
         sys.executable, "-m", "bqemulator", "start", "--rest-host=127.0.0.1", f"--rest-port={port}",
-        "--grpc-port=0", "--ephemeral", f"--project={project}", "--log-level=warning",
+        "--grpc-port=0", "--persistent", f"--data-dir={workdir / 'bigquery'}", f"--project={project}",
+        "--log-level=warning",
     ]
     # The avro extension would be downloaded at start; nothing here loads Avro.
     service = start_service(
@@ -223,32 +231,54 @@ class Resources:
 class LocalStack:
     """Both emulators, running; clients for them; the job's resources. Make one with `LocalStack.start()`."""
 
-    def __init__(self, pubsub_host: str, bigquery_endpoint: str, resources: Resources):
+    def __init__(
+        self, pubsub_host: str, bigquery_endpoint: str, resources: Resources, services: dict[str, Service],
+        workdir: Path,
+    ):
         self.pubsub_host = pubsub_host
         self.bigquery_endpoint = bigquery_endpoint
         self.resources = resources
+        self._services = services
+        self._workdir = workdir
 
     @classmethod
     @contextlib.contextmanager
     def start(cls, resources: Resources = Resources(), workdir: Path | None = None) -> Iterator[LocalStack]:
         """Starts both emulators and points this process's Pub/Sub clients at one; stops both on exit."""
-        services: list[Service] = []
+        # Shared with the stack, so that a service it restarts is the one stopped on exit.
+        services: dict[str, Service] = {}
         previous_host = os.environ.get("PUBSUB_EMULATOR_HOST")
         with contextlib.ExitStack() as cleanup:
             if workdir is None:
                 workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="chat-triage-stack-")))
             cleanup.callback(_stop_all, services)
-            pubsub, pubsub_host = start_pubsub(workdir)
-            services.append(pubsub)
-            bigquery, bigquery_endpoint = start_bigquery(workdir, resources.project)
-            services.append(bigquery)
+            services["pubsub"], pubsub_host = start_pubsub(workdir)
+            services["bigquery"], bigquery_endpoint = start_bigquery(workdir, resources.project)
             os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
             cleanup.callback(_restore_env, "PUBSUB_EMULATOR_HOST", previous_host)
-            yield cls(pubsub_host, bigquery_endpoint, resources)
+            yield cls(pubsub_host, bigquery_endpoint, resources, services, workdir)
 
     def for_resources(self, resources: Resources) -> LocalStack:
         """The same running services, with other resource names (a job of its own beside this one's)."""
-        return LocalStack(self.pubsub_host, self.bigquery_endpoint, resources)
+        return LocalStack(self.pubsub_host, self.bigquery_endpoint, resources, self._services, self._workdir)
+
+    def bigquery_outage(self, seconds: float) -> None:
+        """Stops the BigQuery emulator, waits `seconds`, and starts it again on its port with its data."""
+        self._services["bigquery"].stop()
+        time.sleep(seconds)
+        port = int(self.bigquery_endpoint.rsplit(":", 1)[1])
+        self._services["bigquery"], _ = start_bigquery(self._workdir, self.resources.project, port)
+
+    def pubsub_freeze(self, seconds: float) -> None:
+        """Freezes the Pub/Sub emulator (SIGSTOP) for `seconds`: it answers nothing, then goes on as it was.
+
+        Restarting it is no test: it keeps topics, subscriptions and messages in memory only.
+        """
+        self._services["pubsub"].signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            self._services["pubsub"].signal(signal.SIGCONT)
 
     @functools.cached_property
     def publisher(self):
@@ -295,6 +325,27 @@ class LocalStack:
 
     def pull(self, subscription: str, max_messages: int = 100) -> list:
         """Pulls and acknowledges what is waiting on `subscription` (returns at once when nothing is)."""
+        received = self._pull_unacknowledged(subscription, max_messages)
+        if received:
+            self.subscriber.acknowledge(subscription=subscription, ack_ids=[message.ack_id for message in received])
+        return [message.message for message in received]
+
+    def discard(self, subscription: str, payload: bytes) -> int:
+        """Acknowledges the messages waiting on `subscription` whose data is `payload`, returns the others to it
+        (redelivered at once); returns how many were discarded."""
+        discarded = 0
+        while messages := self._pull_unacknowledged(subscription):
+            matching = [received.ack_id for received in messages if received.message.data == payload]
+            others = [received.ack_id for received in messages if received.message.data != payload]
+            if others:
+                self.subscriber.modify_ack_deadline(subscription=subscription, ack_ids=others, ack_deadline_seconds=0)
+            if not matching:
+                return discarded
+            self.subscriber.acknowledge(subscription=subscription, ack_ids=matching)
+            discarded += len(matching)
+        return discarded
+
+    def _pull_unacknowledged(self, subscription: str, max_messages: int = 100) -> list:
         from google.api_core.exceptions import DeadlineExceeded
 
         try:
@@ -303,11 +354,7 @@ class LocalStack:
             )
         except DeadlineExceeded:
             return []
-        if response.received_messages:
-            self.subscriber.acknowledge(
-                subscription=subscription, ack_ids=[received.ack_id for received in response.received_messages]
-            )
-        return [received.message for received in response.received_messages]
+        return list(response.received_messages)
 
     def rows(self) -> list[dict]:
         """Every row of the job's table; none while the job has not created it yet."""
@@ -321,8 +368,8 @@ class LocalStack:
         return [dict(row) for row in result]
 
 
-def _stop_all(services: list[Service]) -> None:
-    for service in reversed(services):
+def _stop_all(services: dict[str, Service]) -> None:
+    for service in reversed(list(services.values())):
         service.stop()
 
 

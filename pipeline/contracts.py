@@ -9,7 +9,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
 
+# Size limits. Nothing is truncated: a chat over MAX_CHAT_CHARS (after stripping whitespace) is rejected whole, as
+# a dead letter that keeps the whole payload. A payload over MAX_PAYLOAD_BYTES is rejected before it is parsed:
+# no valid chat comes near that size, and its dead letter keeps only the first MAX_PAYLOAD_BYTES, so that the dead
+# letter itself (JSON escaping can grow text sixfold, base64 by a third) stays under Pub/Sub's 10 MB message limit.
 MAX_CHAT_CHARS = 8_000
+MAX_PAYLOAD_BYTES = 1_048_576
 MAX_SUMMARY_CHARS = 512
 MAX_DRAFT_CHARS = 4_000
 

@@ -77,16 +77,18 @@ class TriageChats(beam.PTransform):
         apology_handler: GemmaModelHandler,
         triage_prompt: PromptTemplate,
         apology_prompt: PromptTemplate,
+        inference_timeout_secs: int | None = None,
     ):
+        """`inference_timeout_secs`: a batch that takes longer (model load included) is dead-lettered."""
         super().__init__()
-        self._triage = Triage(triage_handler, triage_prompt)
-        self._apologies = DraftApologies(apology_handler, apology_prompt)
+        self._triage = Triage(triage_handler, triage_prompt, inference_timeout_secs)
+        self._apologies = DraftApologies(apology_handler, apology_prompt, inference_timeout_secs)
 
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
         (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
-        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt)
+        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, options.inference_timeout_secs)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

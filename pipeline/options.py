@@ -71,6 +71,11 @@ class TriageOptions(PipelineOptions):
             "--max_batch_duration_secs", type=int, default=None,
             help="Longest a streaming batch waits to fill up before it is sent to the model.",
         )
+        parser.add_argument(
+            "--inference_timeout_secs", type=int, default=None,
+            help="Longest one batch may take, model load included (the first batch also compiles); a batch that "
+            "takes longer is abandoned and its chats dead-lettered. Default: no limit.",
+        )
         parser.add_argument("--prompts_dir", default=None, help="Folder of prompt TOML files (default: the packaged prompts/).")
         parser.add_argument(
             "--share_model_across_processes", type=_bool, default=True,

@@ -46,12 +46,21 @@ class CreatePrompts(beam.PTransform):
 
 def _fitted(result: PredictionResult) -> Generation:
     """The model's reply, or a ReplyError when the prompt left it no room to answer."""
-    generation: Generation = result.inference
+    generation = result.inference
+    if not isinstance(generation, Generation):
+        # A handler that returns something else (a faulty or swapped-in model) must not crash the step.
+        raise ReplyError(f"the model returned a {type(generation).__name__}, not a Generation: {generation!r:.200}")
     if not generation.prompt_fitted:
         raise ReplyError(
             f"the prompt is {generation.prompt_tokens} tokens; max_length {generation.max_length} leaves no room"
         )
     return generation
+
+
+def _raw_output(result: PredictionResult) -> str:
+    """What the model answered, as the dead letter keeps it: a reply's text, or the repr of anything else."""
+    inference = result.inference
+    return inference.text if isinstance(inference, Generation) else repr(inference)
 
 
 class _ParseReplyFn(beam.DoFn):
@@ -73,7 +82,7 @@ class _ParseReplyFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 ERROR,
                 for_chat(
-                    chat_of(key), self.stage, str(error), raw_output=result.inference.text,
+                    chat_of(key), self.stage, str(error), raw_output=_raw_output(result),
                     model_id=result.model_id, prompt_version=self._prompt_version,
                 ),
             )
@@ -132,20 +141,28 @@ class ParseApologyFn(_ParseReplyFn):
 class _AskGemma(beam.PTransform):
     """`(key, prompt)` pairs in; the parsed replies on `main_tag` (and `extra_tags`) and `error` out.
 
-    A batch whose inference raises becomes one `error` record per chat, so one bad batch never stalls the stream.
+    A batch whose inference raises, or takes longer than `timeout_secs`, becomes one `error` record per chat, so
+    one bad batch never stalls the stream.
     """
 
-    def __init__(self, handler: GemmaModelHandler, parse: _ParseReplyFn, main_tag: str, *extra_tags: str):
+    def __init__(
+        self, handler: GemmaModelHandler, parse: _ParseReplyFn, timeout_secs: int | None, main_tag: str,
+        *extra_tags: str,
+    ):
         super().__init__()
         self._handler = handler
         self._parse = parse
+        self._timeout_secs = timeout_secs
         self._tags = (main_tag, *extra_tags)
 
     def expand(self, keyed_prompts):
         # The same tag for the same preset: triage and apology steps share one copy of the model per worker.
+        # With a timeout, Beam runs each batch in a thread it stops waiting for (the thread is abandoned, not
+        # killed) and loads the model inside the first batch's time; a model shared across processes that timed
+        # out is marked for reloading.
         results, failures = keyed_prompts | "RunInference" >> RunInference(
             KeyedModelHandler(self._handler), model_identifier=self._handler.model_tag
-        ).with_exception_handling()
+        ).with_exception_handling(timeout=self._timeout_secs)
         failed = failures.failed_inferences | "DeadLetterFailedBatches" >> beam.FlatMap(
             for_failed_batch, self._parse.inference_stage, self._handler.model_id
         )
@@ -166,11 +183,11 @@ def _apology_fields(negative: NegativeChat) -> dict:
 class Triage(beam.PTransform):
     """Chats in; a dict of `main` (BigQuery rows), `negative` (chats to apologise for) and `error` out."""
 
-    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
+    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None):
         super().__init__()
         self._template = template
         labels = template.scoring.labels if template.scoring else None
-        self._ask = _AskGemma(handler, ParseTriageReplyFn(template.version, labels), MAIN, NEGATIVE)
+        self._ask = _AskGemma(handler, ParseTriageReplyFn(template.version, labels), timeout_secs, MAIN, NEGATIVE)
 
     def expand(self, chats):
         return chats | "CreatePrompts" >> CreatePrompts(self._template, _triage_fields) | "Gemma" >> self._ask
@@ -179,10 +196,10 @@ class Triage(beam.PTransform):
 class DraftApologies(beam.PTransform):
     """Negative chats in; a dict of `negative` (review messages with the draft) and `error` records out."""
 
-    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate):
+    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None):
         super().__init__()
         self._template = template
-        self._ask = _AskGemma(handler, ParseApologyFn(template.version), NEGATIVE)
+        self._ask = _AskGemma(handler, ParseApologyFn(template.version), timeout_secs, NEGATIVE)
 
     def expand(self, negatives):
         return negatives | "CreatePrompts" >> CreatePrompts(self._template, _apology_fields) | "Gemma" >> self._ask

@@ -1,0 +1,100 @@
+"""Model faults: a batch whose model raises, hangs or answers garbage sends its chats to the dead letter with the
+reason, and the other chats go on to their outputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from handlers.gemma import GemmaModelHandler, Generation
+from pipeline.contracts import ChatMessage, Stage
+from pipeline.graph import TriageChats
+from pipeline.options import TriageOptions
+
+# A hung batch waits on this until the test ends; Beam abandons the thread but cannot stop it.
+RELEASE = threading.Event()
+TIMEOUT_SECS = 3
+
+
+class FaultyGenerator:
+    """Stands in for the loaded model: each chat's text says how its batch goes wrong."""
+
+    def generate(self, prompts, max_length, sampler, stop=(), *, reply_tokens=None, pad_to=None):
+        text = "\n".join(prompts)
+        if "RAISE" in text:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if "HANG" in text:
+            RELEASE.wait(120)
+        if "SHORT" in text:
+            return []
+        if "NONE" in text:
+            return [None] * len(prompts)
+        if "GARBAGE" in text:
+            return [Generation("\x00\ufffd{sentiment: ☃", 20, max_length)] * len(prompts)
+        if "apology" in text.lower():
+            return [Generation("We are sorry.", 20, max_length)] * len(prompts)
+        return [Generation('{"sentiment": 1, "summary": "Fine."}', 20, max_length)] * len(prompts)
+
+
+@pytest.fixture
+def faulty_model(monkeypatch):
+    """Every GemmaModelHandler loads the faulty model; the handler's own batching and reply checks stay."""
+    monkeypatch.setattr(GemmaModelHandler, "load_model", lambda self: FaultyGenerator())
+    RELEASE.clear()
+    yield
+    RELEASE.set()
+
+
+def _graph(*flags: str) -> TriageChats:
+    """The graph as the jobs build it from their flags, one chat per batch so that each fault hits one chat."""
+    options = PipelineOptions([
+        "--model=faulty", "--model_family=instruct", "--sentiment_mode=generate", "--max_batch_size=1",
+        "--share_model_across_processes=false", *flags,
+    ])
+    return TriageChats.from_options(options.view_as(TriageOptions))
+
+
+def _chat(chat_id: str, text: str) -> bytes:
+    return json.dumps({"id": chat_id, "user_id": 1, "chat_message": text}).encode()
+
+
+FAULTS = {
+    "raise": ("Please RAISE an error", Stage.TRIAGE_INFERENCE, "inference failed: RuntimeError('CUDA error"),
+    "hang": ("This one makes the model HANG", Stage.TRIAGE_INFERENCE, "inference failed: TimeoutError()"),
+    "short": ("The model answers SHORT", Stage.TRIAGE_INFERENCE, "the model returned 0 replies for 1 prompts"),
+    "none": ("The model answers NONE", Stage.TRIAGE_REPLY, "the model returned a NoneType, not a Generation"),
+    "garbage": ("The model answers GARBAGE", Stage.TRIAGE_REPLY, "no JSON object in the reply"),
+}
+
+
+def test_each_faulty_batch_is_dead_lettered_with_its_reason_and_the_rest_goes_on(faulty_model):
+    healthy = [_chat(f"ok-{i}", f"Thanks for the pizza number {i}") for i in range(4)]
+    faulty = [_chat(name, text) for name, (text, _, _) in FAULTS.items()]
+    pipeline = TestPipeline(runner="FnApiRunner")
+    outputs = pipeline | beam.Create(healthy[:2] + faulty + healthy[2:]) | _graph(f"--inference_timeout_secs={TIMEOUT_SECS}")
+
+    def matches(letter) -> tuple:
+        # The dead letter must carry what a replay needs: the original chat and the stage that failed.
+        chat = ChatMessage.model_validate_json(letter.payload)
+        _, stage, reason = FAULTS[letter.chat_id]
+        return letter.chat_id, chat.chat_id == letter.chat_id, letter.stage == stage, reason in letter.reason
+
+    assert_that(outputs["main"] | beam.Map(lambda row: row.chat_id), equal_to([f"ok-{i}" for i in range(4)]), "rows")
+    assert_that(outputs["error"] | beam.Map(matches), equal_to([(name, True, True, True) for name in FAULTS]), "errors")
+    assert_that(outputs["negative"], equal_to([]), label="no drafts")
+    pipeline.run().wait_until_finish()
+
+
+def test_garbage_keeps_the_raw_output_for_whoever_reads_the_dead_letter(faulty_model):
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        errors = (pipeline | beam.Create([_chat("garbage", "GARBAGE"), _chat("none", "NONE")]) | _graph())["error"]
+        assert_that(
+            errors | beam.Map(lambda letter: (letter.chat_id, letter.raw_output, letter.model_id)),
+            equal_to([("garbage", "\x00\ufffd{sentiment: ☃", "faulty"), ("none", "None", "faulty")]),
+        )
