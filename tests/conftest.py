@@ -29,6 +29,11 @@ def gemma3_preset(tmp_path_factory) -> Path:
     return gguf_preset.build_preset(tmp_path_factory.mktemp("gemma3") / "preset")
 
 
+def read_lines(directory: Path, prefix: str) -> list[dict]:
+    """The records of every `<prefix>*.jsonl` file in `directory` (a job's output files), in file order."""
+    return [json.loads(line) for path in sorted(directory.glob(f"{prefix}*.jsonl")) for line in path.open()]
+
+
 def write_lines(path: Path, lines: list[bytes | str | dict]) -> Path:
     """Writes a JSON Lines file; dicts are serialised, bytes and strings written as they are."""
     with path.open("wb") as out:

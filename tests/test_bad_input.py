@@ -16,7 +16,7 @@ from local.job import dead_letter_key, message_key
 from pipeline import batch
 from pipeline.contracts import MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage
 from pipeline.inputs import ParseChatFn
-from tests.conftest import write_lines
+from tests.conftest import read_lines, write_lines
 from tests.payloads import huge_payloads, payloads, repeated_ids, sample_payloads
 
 
@@ -53,10 +53,6 @@ def test_the_size_limits_reject_whole_chats_and_cut_only_oversized_payloads():
     assert len(worst.value.model_dump_json().encode()) < 10_000_000
 
 
-def _read(output_dir, name):
-    return [json.loads(line) for path in sorted(output_dir.glob(f"{name}*.jsonl")) for line in path.open()]
-
-
 def test_the_batch_job_puts_every_generated_line_in_exactly_one_output(tiny_gemma, tmp_path):
     lines = sample_payloads(60, line_safe=True)
     source = write_lines(tmp_path / "chats.jsonl", lines)
@@ -67,7 +63,7 @@ def test_the_batch_job_puts_every_generated_line_in_exactly_one_output(tiny_gemm
         "--apology_max_length", "384", "--model_family", "instruct", "--sentiment_mode", "generate",
     ])
 
-    main, negative, error = (_read(out, name) for name in ("main", "negative", "error"))
+    main, negative, error = (read_lines(out, name) for name in ("main", "negative", "error"))
     letters = [DeadLetter.model_validate(letter) for letter in error]
     outputs = Counter([row["chat_id"] for row in main + negative] + [dead_letter_key(letter) for letter in letters])
     assert outputs == Counter(map(message_key, lines)), "each line exactly once"

@@ -1,13 +1,12 @@
 """`python -m pipeline.batch` turns a JSON Lines file into main/negative/error files, losing nothing."""
 
-import json
 from collections import Counter
 
 import pytest
 
 from pipeline import batch
 from pipeline.contracts import DeadLetter
-from tests.conftest import write_lines
+from tests.conftest import read_lines, write_lines
 from tests.tiny_gemma import lesson_chats
 
 MALFORMED = [
@@ -17,10 +16,6 @@ MALFORMED = [
     b'{"id": 20, "chat_message": "no user id"}',
     b'{"id": 21, "user_id": 1, "chat_message": null}',
 ]
-
-
-def _read(output_dir, name):
-    return [json.loads(line) for path in sorted(output_dir.glob(f"{name}*.jsonl")) for line in path.open()]
 
 
 # The tiny model learned the instruct prompts; chat 4's reply is invalid in each mode, for its own reason.
@@ -36,7 +31,7 @@ def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path, mode, chat_
         "--max_length", "384", "--apology_max_length", "384", "--model_family", "instruct", "--sentiment_mode", mode,
     ])
 
-    main, negative, error = (_read(out, name) for name in ("main", "negative", "error"))
+    main, negative, error = (read_lines(out, name) for name in ("main", "negative", "error"))
     assert {row["chat_id"]: row["sentiment"] for row in main} == {"2": 1, "3": 0}
     assert [(m["chat_id"], m["draft_reply"]) for m in negative] == [("1", "We are sorry your pizza was cold and late.")]
     by_stage = Counter(letter["stage"] for letter in error)

@@ -1,5 +1,5 @@
 """Model faults: a batch whose model raises, hangs or answers garbage sends its chats to the dead letter with the
-reason, and the other chats go on to their outputs."""
+reason, the other chats go on to their outputs, and the replay job recovers the dead-lettered ones."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from handlers.gemma import GemmaModelHandler, Generation
 from pipeline.contracts import ChatMessage, Stage
 from pipeline.graph import TriageChats
+from pipeline import batch, replay
 from pipeline.options import TriageOptions
+from tests.conftest import read_lines, write_lines
 
 # A hung batch waits on this until the test ends; Beam abandons the thread but cannot stop it.
 RELEASE = threading.Event()
@@ -23,10 +25,13 @@ TIMEOUT_SECS = 3
 
 
 class FaultyGenerator:
-    """Stands in for the loaded model: each chat's text says how its batch goes wrong."""
+    """Stands in for the loaded model: each chat's text says how its batch goes wrong (unless it is `healthy`)."""
+
+    def __init__(self, healthy: bool = False):
+        self._healthy = healthy
 
     def generate(self, prompts, max_length, sampler, stop=(), *, reply_tokens=None, pad_to=None):
-        text = "\n".join(prompts)
+        text = "" if self._healthy else "\n".join(prompts)
         if "RAISE" in text:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         if "HANG" in text:
@@ -51,13 +56,16 @@ def faulty_model(monkeypatch):
     RELEASE.set()
 
 
+# The jobs' flags for the faulty model, one chat per batch so that each fault hits one chat.
+FLAGS = [
+    "--model=faulty", "--model_family=instruct", "--sentiment_mode=generate", "--max_batch_size=1",
+    "--share_model_across_processes=false",
+]
+
+
 def _graph(*flags: str) -> TriageChats:
-    """The graph as the jobs build it from their flags, one chat per batch so that each fault hits one chat."""
-    options = PipelineOptions([
-        "--model=faulty", "--model_family=instruct", "--sentiment_mode=generate", "--max_batch_size=1",
-        "--share_model_across_processes=false", *flags,
-    ])
-    return TriageChats.from_options(options.view_as(TriageOptions))
+    """The graph as the jobs build it from their flags."""
+    return TriageChats.from_options(PipelineOptions([*FLAGS, *flags]).view_as(TriageOptions))
 
 
 def _chat(chat_id: str, text: str) -> bytes:
@@ -98,3 +106,17 @@ def test_garbage_keeps_the_raw_output_for_whoever_reads_the_dead_letter(faulty_m
             errors | beam.Map(lambda letter: (letter.chat_id, letter.raw_output, letter.model_id)),
             equal_to([("garbage", "\x00\ufffd{sentiment: ☃", "faulty"), ("none", "None", "faulty")]),
         )
+
+
+def test_the_replay_job_recovers_what_the_faults_dead_lettered(faulty_model, monkeypatch, tmp_path):
+    source = write_lines(tmp_path / "chats.jsonl", [_chat(name, text) for name, (text, _, _) in FAULTS.items()])
+    first, second = tmp_path / "first", tmp_path / "replayed"
+    batch.run(["--input", str(source), "--output_dir", str(first), f"--inference_timeout_secs={TIMEOUT_SECS}", *FLAGS])
+    assert {letter["chat_id"] for letter in read_lines(first, "error")} == set(FAULTS)
+
+    RELEASE.set()  # the hung batch's abandoned thread may finish now; the model is mended
+    monkeypatch.setattr(GemmaModelHandler, "load_model", lambda self: FaultyGenerator(healthy=True))
+    replay.run(["--input", str(first / "error*.jsonl"), "--output_dir", str(second), *FLAGS])
+
+    assert sorted(row["chat_id"] for row in read_lines(second, "main")) == sorted(FAULTS)
+    assert read_lines(second, "error") == [] and read_lines(second, "parked") == []

@@ -19,7 +19,7 @@ from pipeline import batch, replay
 from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.retry import LatestPerChat
 from pipeline.sinks import rejected_row
-from tests.conftest import write_lines
+from tests.conftest import read_lines, write_lines
 from tests.test_pipeline import ExplodingHandler, GemmaModelHandler, _graph
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
@@ -44,10 +44,6 @@ class FailingHandler(GemmaModelHandler):
         return super().run_inference(batch, model, inference_args)
 
 
-def _read(directory: Path, name: str) -> list[dict]:
-    return [json.loads(line) for path in sorted(directory.glob(f"{name}*.jsonl")) for line in path.open()]
-
-
 @pytest.fixture(scope="module")
 def first_run(tiny_gemma, tmp_path_factory) -> Path:
     """The error files of a batch run of the lesson chats and two malformed lines, with failing batches."""
@@ -61,33 +57,33 @@ def first_run(tiny_gemma, tmp_path_factory) -> Path:
 
 
 def test_the_first_run_failed_in_every_way_a_replay_meets(first_run):
-    stages = {(letter["chat_id"], letter["stage"]) for letter in _read(first_run, "error")}
+    stages = {(letter["chat_id"], letter["stage"]) for letter in read_lines(first_run, "error")}
     assert stages == {
         ("1", "apology_inference"), ("2", "triage_inference"), ("3", "triage_inference"), ("4", "triage_reply"),
         (None, "input"), ("m-2", "input"),
     }
-    assert _read(first_run, "main") == [] and _read(first_run, "negative") == []
+    assert read_lines(first_run, "main") == [] and read_lines(first_run, "negative") == []
 
 
 def test_replay_from_files_lands_the_recoverable_chats_and_counts_the_rest(first_run, tiny_gemma, tmp_path):
     out = tmp_path / "replay1"
     replay.run(["--input", str(first_run / "error*.jsonl"), "--output_dir", str(out), "--model", tiny_gemma, *TINY_FLAGS])
 
-    assert {row["chat_id"]: row["sentiment"] for row in _read(out, "main")} == {"2": 1, "3": 0}
-    assert [(m["chat_id"], m["draft_reply"]) for m in _read(out, "negative")] == [(APOLOGY_LESSON[0], APOLOGY_LESSON[3])]
-    [again] = [DeadLetter.model_validate(letter) for letter in _read(out, "error")]
+    assert {row["chat_id"]: row["sentiment"] for row in read_lines(out, "main")} == {"2": 1, "3": 0}
+    assert [(m["chat_id"], m["draft_reply"]) for m in read_lines(out, "negative")] == [(APOLOGY_LESSON[0], APOLOGY_LESSON[3])]
+    [again] = [DeadLetter.model_validate(letter) for letter in read_lines(out, "error")]
     assert (again.chat_id, again.stage, again.attempt, again.status) == ("4", Stage.TRIAGE_REPLY, 2, LetterStatus.RETRY)
     assert [(entry.attempt, entry.reason) for entry in again.history] == [(1, INVALID_REPLY)]
     assert again.reason == EMPTY_SUMMARY and again.prompt_version == "triage-instruct-score-v1"
-    parked = [DeadLetter.model_validate(letter) for letter in _read(out, "parked")]
+    parked = [DeadLetter.model_validate(letter) for letter in read_lines(out, "parked")]
     assert sorted(letter.payload_bytes() for letter in parked) == sorted(MALFORMED), "bad input parked at once"
     assert {(letter.attempt, letter.status) for letter in parked} == {(1, LetterStatus.PARKED)}
 
     # The chat that keeps failing: its third attempt is its last, and it is parked with all three reasons.
     final = tmp_path / "replay2"
     replay.run(["--input", str(out / "error*.jsonl"), "--output_dir", str(final), "--model", tiny_gemma, *TINY_FLAGS])
-    assert _read(final, "error") == [] and _read(final, "main") == []
-    [last] = [DeadLetter.model_validate(letter) for letter in _read(final, "parked")]
+    assert read_lines(final, "error") == [] and read_lines(final, "main") == []
+    [last] = [DeadLetter.model_validate(letter) for letter in read_lines(final, "parked")]
     assert (last.chat_id, last.attempt, last.status) == ("4", 3, LetterStatus.PARKED)
     assert [entry.attempt for entry in last.history] == [1, 2]
     assert [entry.reason for entry in last.history] == [INVALID_REPLY, EMPTY_SUMMARY]
@@ -96,7 +92,7 @@ def test_replay_from_files_lands_the_recoverable_chats_and_counts_the_rest(first
     again_parked = tmp_path / "replay3"
     replay.run(["--input", str(final / "parked*.jsonl"), "--output_dir", str(again_parked), "--model", tiny_gemma,
                 *TINY_FLAGS])
-    assert _read(again_parked, "parked") == _read(final, "parked")
+    assert read_lines(again_parked, "parked") == read_lines(final, "parked")
 
 
 def _sink_letter(chat_id: str) -> DeadLetter:
@@ -118,11 +114,11 @@ def test_a_rejected_row_is_written_again_without_the_model(tmp_path):
     replay.build_pipeline(pipeline, settings, _graph("unused", handler_cls=ExplodingHandler))
     pipeline.run().wait_until_finish()
 
-    [row] = _read(out, "main")
+    [row] = read_lines(out, "main")
     assert (row["chat_id"], row["model_id"], row["summary"]) == ("s-1", "gemma2_instruct_2b_en", "Liked the fries.")
-    [parked] = _read(out, "parked")
+    [parked] = read_lines(out, "parked")
     assert parked["chat_id"] == "s-2" and "TriageRow contract" in parked["reason"] and parked["attempt"] == 2
-    assert _read(out, "error") == []
+    assert read_lines(out, "error") == []
 
 
 def test_a_line_that_is_no_dead_letter_is_parked_as_it_is(tmp_path):
@@ -135,7 +131,7 @@ def test_a_line_that_is_no_dead_letter_is_parked_as_it_is(tmp_path):
     result = pipeline.run()
     result.wait_until_finish()
 
-    parked = [DeadLetter.model_validate(line) for line in _read(tmp_path / "out", "parked")]
+    parked = [DeadLetter.model_validate(line) for line in read_lines(tmp_path / "out", "parked")]
     assert sorted(letter.payload_bytes() for letter in parked) == sorted([*lines[:3], letter.payload.encode()])
     by_stage = {letter.stage: letter for letter in parked}
     assert by_stage[Stage.INPUT].reason == letter.reason, "a chat that was never valid keeps its reason"
@@ -159,7 +155,7 @@ def test_only_the_latest_letter_of_a_chat_is_replayed():
         assert_that(latest | beam.Map(lambda letter: (letter.chat_id, letter.attempt)), equal_to([("1", 2), (None, 1)]))
 
 
-def test_old_dead_letters_still_read():
+def test_old_dead_letters_stillread_lines():
     old = {"payload": "{}", "stage": "triage_reply", "reason": "r", "chat_id": "1", "attempt": 1,
            "failed_at": "2026-11-20T10:00:00Z"}
     letter = DeadLetter.model_validate(old)
@@ -281,14 +277,14 @@ def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack,
 @pytest.mark.slow
 def test_the_default_model_replays_dead_letters_of_a_failed_batch(first_run, tmp_path):
     # Two chats whose batch failed in the first run, replayed on the local Gemma 3 270M (no --model).
-    letters = [letter for letter in _read(first_run, "error") if letter["chat_id"] in {"2", "3"}]
+    letters = [letter for letter in read_lines(first_run, "error") if letter["chat_id"] in {"2", "3"}]
     assert {letter["stage"] for letter in letters} == {"triage_inference"}
     source = write_lines(tmp_path / "letters.jsonl", letters)
     out = tmp_path / "out"
     replay.run(["--input", str(source), "--output_dir", str(out), "--max_batch_size=2",
                 "--share_model_across_processes=false"])
 
-    landed = [(row["chat_id"], row["model_id"], row["prompt_version"]) for row in _read(out, "main")]
-    landed += [(m["chat_id"], m["model_id"], m["triage_prompt_version"]) for m in _read(out, "negative")]
+    landed = [(row["chat_id"], row["model_id"], row["prompt_version"]) for row in read_lines(out, "main")]
+    landed += [(m["chat_id"], m["model_id"], m["triage_prompt_version"]) for m in read_lines(out, "negative")]
     assert sorted(landed) == [("2", "gemma3-270m", "triage-base-score-v1"), ("3", "gemma3-270m", "triage-base-score-v1")]
-    assert _read(out, "error") == [] and _read(out, "parked") == []
+    assert read_lines(out, "error") == [] and read_lines(out, "parked") == []
