@@ -2,7 +2,7 @@
 
 `pipeline.tune` writes them; every entry point takes one as `--model DIR` like any KerasHub preset. The folder
 holds `adapter.lora.h5` (KerasHub's `save_lora_weights`, a few MB) and `chat_triage_lora.json`: the base preset
-(its model id, where it was, and the SHA-256 of its weights file), the rank, the prompt family and version the
+(its model id, where it was, and a checksum), the rank, the prompt family and version the
 adapter was trained with, and how it was trained (data, seed, hyper-parameters, metrics).
 """
 
@@ -13,7 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ADAPTER_NAME", "MANIFEST_NAME", "BaseMismatchError", "is_lora_preset", "load_causal_lm", "read_manifest"]
+__all__ = [
+    "ADAPTER_NAME", "MANIFEST_NAME", "BaseMismatchError", "base_description", "is_lora_preset", "load_causal_lm",
+    "read_manifest", "resolve_base", "weights_sha256",
+]
 
 ADAPTER_NAME = "adapter.lora.h5"
 MANIFEST_NAME = "chat_triage_lora.json"
@@ -44,27 +47,44 @@ def weights_sha256(preset: str | Path) -> str:
 
 
 def base_description(preset: str | Path) -> dict[str, str]:
-    """What a LoRA manifest records of its base: model id, path and weights checksum."""
+    """What a LoRA manifest records of its base: model id, path and a checksum.
+
+    A preset built by `handlers.gguf_preset` is identified by the SHA-256 of the GGUF file it was converted from
+    (the conversion is reproducible, an HDF5 file's bytes need not be); any other by its weights file's SHA-256.
+    """
+    path = Path(preset)
+    source = _gguf_source(path)
+    if source:
+        return {"model_id": source["model_id"], "path": str(path.resolve()), "gguf_sha256": source["gguf_sha256"]}
+    return {"model_id": path.name, "path": str(path.resolve()), "weights_sha256": weights_sha256(path)}
+
+
+def _gguf_source(path: Path) -> dict[str, Any] | None:
     from handlers import gguf_preset
 
-    path = Path(preset)
-    built = path / gguf_preset.MANIFEST_NAME
-    model_id = json.loads(built.read_text())["model_id"] if built.is_file() else path.name
-    return {"model_id": model_id, "path": str(path.resolve()), "weights_sha256": weights_sha256(path)}
+    manifest = path / gguf_preset.MANIFEST_NAME
+    return json.loads(manifest.read_text()) if manifest.is_file() else None
 
 
 def resolve_base(manifest: dict[str, Any]) -> Path:
-    """The base preset's folder: the local Gemma 3 270M is rebuilt into the cache if needed (`make model`),
-    any other base must still be where it was when tuned. Its weights must match the recorded checksum."""
+    """The base preset's folder, checked against the recorded checksum.
+
+    The local Gemma 3 270M is built into the cache if needed (`make model`); any other base must still be where it
+    was when tuned.
+    """
     from handlers import gguf_preset
 
     base = manifest["base"]
-    path = gguf_preset.build_preset() if base["model_id"] == gguf_preset.MODEL_ID else Path(base["path"])
-    found = weights_sha256(path)
-    if found != base["weights_sha256"]:
+    if "gguf_sha256" in base:
+        path = gguf_preset.build_preset() if base["model_id"] == gguf_preset.MODEL_ID else Path(base["path"])
+        expected, found = base["gguf_sha256"], (_gguf_source(path) or {}).get("gguf_sha256", "none")
+    else:
+        path = Path(base["path"])
+        expected, found = base["weights_sha256"], weights_sha256(path)
+    if found != expected:
         raise BaseMismatchError(
-            f"the base preset at {path} has weights {found[:12]}…, but the LoRA was trained on "
-            f"{base['weights_sha256'][:12]}… ({base['model_id']})"
+            f"the base preset at {path} has checksum {found[:12]}…, but the LoRA was trained on "
+            f"{expected[:12]}… ({base['model_id']})"
         )
     return path
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -32,15 +34,29 @@ def require(options: PipelineOptions, *names: str) -> None:
         raise SystemExit(f"missing required flags: {' '.join(missing)}")
 
 
-def use_default_model(options: TriageOptions) -> None:
-    """Without `--model`, the local Gemma 3 270M: built once into the XDG cache (`make model`), then reused.
+# The default model: the LoRA `make tune` trains on the local Gemma 3 270M, shipped in the repository (a few MB).
+TUNED_DEFAULT = Path(__file__).resolve().parents[1] / "models" / "gemma3-270m-sentiment-lora"
+
+
+def default_model() -> str:
+    """The tuned Gemma 3 270M (`models/gemma3-270m-sentiment-lora`, on the base that `make model` builds once
+    into the XDG cache); where the repository's `models/` is absent (an installed package), the base itself.
 
     The converter's packages come with the `local-model` extra; production images name a preset instead.
     """
-    if not options.model:
-        from handlers import gguf_preset
+    from handlers import gguf_preset, lora
 
-        options.model = str(gguf_preset.build_preset())
+    if lora.is_lora_preset(str(TUNED_DEFAULT)):
+        lora.resolve_base(lora.read_manifest(TUNED_DEFAULT))
+        return str(TUNED_DEFAULT)
+    logging.getLogger(__name__).warning("no tuned default at %s: using the untuned base model", TUNED_DEFAULT)
+    return str(gguf_preset.build_preset())
+
+
+def use_default_model(options: TriageOptions) -> None:
+    """Without `--model`, `default_model()`."""
+    if not options.model:
+        options.model = default_model()
 
 
 class TriageOptions(PipelineOptions):
@@ -49,7 +65,9 @@ class TriageOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--model", help="KerasHub preset for triage: a folder, gs://… or kaggle://… (default: the local Gemma 3 270M)."
+            "--model",
+            help="KerasHub preset for triage: a folder (a LoRA preset of `pipeline.tune` too), gs://… or kaggle://… "
+            "(default: the local Gemma 3 270M with the shipped sentiment LoRA).",
         )
         parser.add_argument("--model_id", default=None, help="Model id written into outputs (default: the preset's name).")
         parser.add_argument(
@@ -130,7 +148,7 @@ def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
         "--labeled", action="append",
         help='Glob of JSON Lines files of {"id", "text", "label"} rows to train on; repeat for more files.',
     )
-    parser.add_argument("--base", default=None, help="KerasHub preset to tune (default: the local Gemma 3 270M).")
+    parser.add_argument("--base", default=None, help="KerasHub preset to tune (default: the local Gemma 3 270M base).")
     parser.add_argument("--output", help="Folder for the LoRA preset: adapter weights and manifest.")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank.")
     parser.add_argument(

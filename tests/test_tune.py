@@ -58,7 +58,8 @@ def tuned_tiny(tiny_gemma, tmp_path_factory) -> Path:
 
 def test_the_tuned_preset_records_its_base_and_training(tuned_tiny, tiny_gemma):
     manifest = lora.read_manifest(tuned_tiny)
-    assert manifest["base"]["weights_sha256"] == lora.weights_sha256(tiny_gemma)
+    checksum = lora.weights_sha256(tiny_gemma)
+    assert manifest["base"] == {"model_id": Path(tiny_gemma).name, "path": tiny_gemma, "weights_sha256": checksum}
     assert manifest["prompt"] == {"family": "tuned", "name": "tuned/triage_score", "version": "triage-tuned-score-v1"}
     assert (manifest["rank"], manifest["seed"], manifest["data"]["held_out_rows"]) == (4, 0, 9)
     assert manifest["history"][0]["epoch"] == 1 and manifest["kept_epoch"] in range(1, 13)
@@ -111,3 +112,16 @@ def test_the_tuned_family_keeps_the_base_prompts_for_other_tasks():
     assert prompt_name("triage", Family.TUNED, SentimentMode.SCORE) == "tuned/triage_score"
     assert prompt_name("triage", Family.TUNED, SentimentMode.GENERATE) == "base/triage_generate"
     assert prompt_name("apology", Family.TUNED) == "base/apology"
+
+
+@pytest.mark.slow
+def test_the_shipped_tuned_270m_finds_every_angry_sample_chat(tmp_path):
+    """The default model (no `--model`) is the shipped LoRA on the real Gemma 3 270M."""
+    assert lora.read_manifest(SHIPPED)["base"]["model_id"] == "gemma3_270m_base"
+    (report,) = evaluate.run([
+        "--labeled", str(REPOSITORY / "samples" / "chats.jsonl"),
+        "--label_file", str(REPOSITORY / "samples" / "labels.jsonl"), "--sentiment_only",
+    ]).reports
+    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", "triage-tuned-score-v1")
+    assert report.recall["negative"] == 1.0, report.confusion
+    assert report.macro_recall >= 0.7, report.confusion
