@@ -152,12 +152,12 @@ def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", help="Folder for the LoRA preset: adapter weights and manifest.")
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank.")
     parser.add_argument(
-        "--train_layers", type=int, default=9,
+        "--train_layers", type=int, default=6,
         help="Train the LoRA weights of the top N transformer layers only (cheaper backward pass).",
     )
     parser.add_argument("--epochs", type=int, default=3, help="Most passes over the training rows.")
     parser.add_argument("--batch_size", type=int, default=16, help="Rows per training step.")
-    parser.add_argument("--learning_rate", type=float, default=5e-4, help="Adam's learning rate.")
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam's learning rate.")
     parser.add_argument(
         "--validation_share", type=float, default=0.1,
         help="Share of each class held out to measure macro recall after every epoch.",

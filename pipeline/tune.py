@@ -157,10 +157,11 @@ class LabelHead:
                 predicted[data.ids[index]] = sentiments[int(logits[row].argmax())]
         return predicted
 
-    def assign(self, values) -> None:
-        """Puts `values` (the kept epoch's LoRA weights) into the backbone's variables, for saving."""
-        for variable, value in zip(self._backbone.trainable_variables, values):
-            variable.assign(value)
+    def store(self) -> None:
+        """Copies the trained LoRA weights into the backbone's variables, for saving (the training step donates
+        its buffers, so the variables get copies)."""
+        for variable, value in zip(self._backbone.trainable_variables, self.trainable):
+            variable.assign(np.asarray(value))
 
 
 def _class_weights(targets: np.ndarray) -> np.ndarray:
@@ -205,9 +206,29 @@ def run(argv: list[str] | None = None) -> dict:
     head = LabelHead(backbone, label_ids, _class_weights(training.targets), options.learning_rate)
     held_out_labels = {held_out.ids[i]: list(CLASSES)[int(t)] for i, t in enumerate(held_out.targets)}
 
+    output = Path(options.output)
+    description = {
+        "base": lora.base_description(options.base),
+        "rank": options.rank,
+        "prompt": {"family": Family.TUNED.value, "name": TUNED_PROMPT, "version": prompt.version},
+        "data": {
+            "labeled": options.labeled,
+            "label_counts": {CLASSES[label]: count for label, count in sorted(Counter(e.label for e in examples).items())},
+            "training_rows": len(training.sequences), "held_out_rows": len(held_out.sequences),
+            "dropped_longer_than_max_tokens": training.dropped + held_out.dropped,
+            "limit": options.limit,
+        },
+        "seed": options.seed,
+        "hyper_parameters": {
+            "epochs": options.epochs, "batch_size": options.batch_size, "learning_rate": options.learning_rate,
+            "optimizer": "adam", "loss": "class-weighted cross-entropy over the label tokens",
+            "lora_targets": backbone.default_lora_layer_names(), "train_layers": options.train_layers,
+            "validation_share": options.validation_share, "patience": options.patience,
+            "max_tokens": options.max_tokens,
+        },
+    }
     rng = np.random.default_rng(options.seed)
-    history, best, best_weights, waited = [], None, None, 0
-    train_seconds = 0.0
+    history, best, waited, train_seconds = [], None, 0, 0.0
     for epoch in range(1, options.epochs + 1):
         progress = keras.utils.Progbar(len(training.sequences), stateful_metrics=["loss", "examples/s"])
         started, seen, losses = time.monotonic(), 0, []
@@ -227,41 +248,24 @@ def run(argv: list[str] | None = None) -> dict:
         history.append(record)
         print(json.dumps(record), flush=True)
         if best is None or metrics["macro_recall"] > best["held_out_macro_recall"]:
-            best, best_weights, waited = record, [np.asarray(value) for value in head.trainable], 0
+            best, waited = record, 0
+            # Saved at once, so an interrupted run still leaves its best epoch behind.
+            head.store()
+            _save(backbone, output, {**description, "kept_epoch": epoch})
         else:
             waited += 1
             if waited >= options.patience:
                 break
-
-    head.assign(best_weights)
-    output = Path(options.output)
-    output.mkdir(parents=True, exist_ok=True)
-    backbone.save_lora_weights(str(output / lora.ADAPTER_NAME))
-    manifest = {
-        "base": lora.base_description(options.base),
-        "rank": options.rank,
-        "prompt": {"family": Family.TUNED.value, "name": TUNED_PROMPT, "version": prompt.version},
-        "data": {
-            "labeled": options.labeled,
-            "label_counts": {CLASSES[label]: count for label, count in sorted(Counter(e.label for e in examples).items())},
-            "training_rows": len(training.sequences), "held_out_rows": len(held_out.sequences),
-            "dropped_longer_than_max_tokens": training.dropped + held_out.dropped,
-            "limit": options.limit,
-        },
-        "seed": options.seed,
-        "hyper_parameters": {
-            "epochs": options.epochs, "batch_size": options.batch_size, "learning_rate": options.learning_rate,
-            "optimizer": "adam", "loss": "class-weighted cross-entropy over the label tokens",
-            "lora_targets": backbone.default_lora_layer_names(), "validation_share": options.validation_share,
-            "patience": options.patience, "max_tokens": options.max_tokens, "train_layers": options.train_layers,
-        },
-        "kept_epoch": best["epoch"],
-        "history": history,
-        "training_seconds": round(train_seconds, 1),
-    }
+    manifest = {**description, "kept_epoch": best["epoch"], "history": history, "training_seconds": round(train_seconds, 1)}
     (output / lora.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"output": str(output), "kept_epoch": best["epoch"], **best}))
     return manifest
+
+
+def _save(backbone, output: Path, manifest: dict) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    backbone.save_lora_weights(str(output / lora.ADAPTER_NAME))
+    (output / lora.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
