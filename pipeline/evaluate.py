@@ -85,7 +85,9 @@ class PickSentiment(beam.PTransform):
             | "CreatePrompts" >> CreatePrompts(self._template, lambda chat: {"chat": chat.chat_message})
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
         )
-        picked = results | "Label" >> beam.MapTuple(lambda chat, result: (chat.chat_id, labels[result.inference.choice]))
+        picked = results | "Label" >> beam.MapTuple(
+            lambda chat, result: (chat.chat_id, labels[result.inference.choice])
+        )
         failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_no_sentiments)
         return (picked, failed) | "Sentiments" >> beam.Flatten()
 

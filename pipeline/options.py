@@ -156,5 +156,7 @@ def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--max_tokens", type=int, default=256, help="Skip rows whose prompt is longer, in tokens.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split, the shuffling and the LoRA init.")
-    parser.add_argument("--prompts_dir", default=None, help="Folder of prompt TOML files (default: the packaged prompts/).")
+    parser.add_argument(
+        "--prompts_dir", default=None, help="Folder of prompt TOML files (default: the packaged prompts/)."
+    )
     return parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Fine-tuning entry point: LoRA on a KerasHub Gemma preset for the sentiment label the scoring prompt reads.
 
-    python -m pipeline.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl --output models/NAME [--base PRESET]
+    python -m pipeline.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl --output DIR [--base PRESET]
 
 Each labeled row is rendered with the tuned family's scoring prompt (`prompts/tuned/triage_score.toml`); the
 backbone's last hidden state is projected onto the label tokens' embeddings only (Gemma ties them to the output
@@ -213,7 +213,7 @@ def run(argv: list[str] | None = None) -> dict:
         "prompt": {"family": Family.TUNED.value, "name": TUNED_PROMPT, "version": prompt.version},
         "data": {
             "labeled": options.labeled,
-            "label_counts": {CLASSES[label]: count for label, count in sorted(Counter(e.label for e in examples).items())},
+            "label_counts": {CLASSES[label]: n for label, n in sorted(Counter(e.label for e in examples).items())},
             "training_rows": len(training.sequences), "held_out_rows": len(held_out.sequences),
             "dropped_longer_than_max_tokens": training.dropped + held_out.dropped,
             "limit": options.limit,
@@ -256,7 +256,9 @@ def run(argv: list[str] | None = None) -> dict:
             waited += 1
             if waited >= options.patience:
                 break
-    manifest = {**description, "kept_epoch": best["epoch"], "history": history, "training_seconds": round(train_seconds, 1)}
+    manifest = {
+        **description, "kept_epoch": best["epoch"], "history": history, "training_seconds": round(train_seconds, 1)
+    }
     (output / lora.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"output": str(output), "kept_epoch": best["epoch"], **best}))
     return manifest
