@@ -107,9 +107,9 @@ class KerasHubGenerator:
     def __init__(self, preset: str):
         # Keras picks its backend once, at import: this must run before anything imports keras.
         os.environ.setdefault("KERAS_BACKEND", "jax")
-        import keras_hub
+        from handlers import lora
 
-        self._model = keras_hub.models.CausalLM.from_preset(preset)
+        self._model = lora.load_causal_lm(preset)
         self._sampler_key: str | None = None
         self._tokenizer = self._model.preprocessor.tokenizer
         stop = [self._tokenizer.end_token_id]
@@ -248,6 +248,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         reply_tokens: the longest reply wanted, in tokens. With it, each batch runs at the smallest of
             `length_buckets(max_length)` that holds its longest prompt plus this budget (prefill covers the
             whole length, so a shorter one is faster); without it, at `max_length`.
+        choose_only: with `choice`, stop after picking: each reply is empty, with the option in its `choice`
+            (for measuring the sentiment alone, several times faster than generating a summary too).
 
     Batches are padded to one of `batch_sizes(max_batch_size)` rows, so the model compiles a few shapes only.
 
@@ -273,6 +275,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         stop: Sequence[str] = (),
         choice: Choice | None = None,
         reply_tokens: int | None = None,
+        choose_only: bool = False,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -288,6 +291,9 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._stop = tuple(stop)
         self._choice = choice
         self._reply_tokens = reply_tokens
+        if choose_only and choice is None:
+            raise ValueError("choose_only needs a choice")
+        self._choose_only = choose_only
         self._padded_sizes = batch_sizes(max_batch_size)
         self._baseline: np.ndarray | None = None
         self._generate_calls = Metrics.counter(metrics_namespace, "generate_calls")
@@ -328,17 +334,23 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         prompts = list(batch)
         pad_to = _smallest_at_least(self._padded_sizes, len(prompts))
         picks = self._pick(prompts, model, pad_to) if self._choice else None
+        if picks and self._choose_only:
+            replies = [Generation("", 0, settings["max_length"], choice=pick) for pick in picks]
+            return self._results(batch, replies)
         if picks:
             prompts = [prompt + pick + self._choice.then for prompt, pick in zip(prompts, picks)]
         replies = model.generate(
             prompts, settings["max_length"], settings["sampler"], self._stop,
             reply_tokens=self._reply_tokens, pad_to=pad_to,
         )
+        self._generate_calls.inc()
         if picks:
             replies = [reply._replace(choice=pick) for reply, pick in zip(replies, picks)]
+        return self._results(batch, replies)
+
+    def _results(self, batch: Sequence[str], replies: list[Generation]) -> list[PredictionResult]:
         if len(replies) != len(batch):
             raise RuntimeError(f"the model returned {len(replies)} replies for {len(batch)} prompts")
-        self._generate_calls.inc()
         self._prompts.inc(len(batch))
         self._batch_sizes.update(len(batch))
         return [PredictionResult(prompt, reply, self._model_id) for prompt, reply in zip(batch, replies)]

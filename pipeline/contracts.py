@@ -224,3 +224,10 @@ class SentimentReport(Record):
     wall_seconds: float
     model_id: str
     prompt_version: str
+    sentiment_only: bool = Field(False, description="the label was picked without generating a summary")
+
+
+class SentimentComparison(Record):
+    """What `python -m pipeline.evaluate` prints last: one report per model, all on the same rows."""
+
+    reports: list[SentimentReport]

@@ -2,9 +2,12 @@
 
     python -m pipeline.evaluate --labeled ../shared/data/tweeteval_sentiment_val.jsonl --limit 300 [--model PRESET]
     python -m pipeline.evaluate --labeled samples/chats.jsonl --label_file samples/labels.jsonl
+    python -m pipeline.evaluate --labeled ROWS --model TUNED --compare BASE --sentiment_only
 
 Each labeled row becomes a chat message and goes through the batch job's own transforms (parse, prompt, model,
-reply parser); the report is printed as JSON on the last line.
+reply parser); with `--sentiment_only` the model only picks the label (score mode), without the summary. Every
+`--compare` preset is evaluated on the same rows after `--model`, each with its own family's prompt; a table
+compares them, and the reports are printed as JSON on the last line.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.contracts import LabeledExample, SentimentReport
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from pipeline.contracts import LabeledExample, SentimentComparison, SentimentReport
 from pipeline.graph import TRIAGE_NAMESPACE, triage_model
 from pipeline.inputs import ParseChats
 from pipeline.options import EvaluateOptions, TriageOptions, require, use_default_model
+from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.dead_letters import ERROR
-from pipeline.triage import MAIN, NEGATIVE, Triage
+from pipeline.triage import MAIN, NEGATIVE, CreatePrompts, Triage
 
 CLASSES = {-1: "negative", 0: "neutral", 1: "positive"}
 
@@ -61,20 +67,61 @@ def _json_object(line: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def build_pipeline(pipeline: beam.Pipeline, chats: list[dict], triage: Triage, output_prefix: str) -> None:
+class PickSentiment(beam.PTransform):
+    """Chats in; `(chat id, sentiment)` out, the label a score-mode handler built with `choose_only` picks.
+
+    No summary is generated, so there is no reply to validate; a batch whose inference fails gives `None`.
+    """
+
+    def __init__(self, handler, template: PromptTemplate):
+        super().__init__()
+        self._handler = handler
+        self._template = template
+
+    def expand(self, chats):
+        labels = self._template.scoring.labels
+        results, failures = (
+            chats
+            | "CreatePrompts" >> CreatePrompts(self._template, lambda chat: {"chat": chat.chat_message})
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
+        )
+        picked = results | "Label" >> beam.MapTuple(
+            lambda chat, result: (chat.chat_id, labels[result.inference.choice])
+        )
+        failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_no_sentiments)
+        return (picked, failed) | "Sentiments" >> beam.Flatten()
+
+
+def _no_sentiments(failure: tuple[list, tuple]):
+    """`(chat id, None)` for each chat of a batch whose inference raised; the error is logged, the rows count as
+    errors in the report."""
+    batch, (_, error, _) = failure
+    logging.warning("inference failed for a batch of %d chats: %s", len(batch), error)
+    return [(chat.chat_id, None) for chat, _prompt in batch]
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline, chats: list[dict], triage: Triage | PickSentiment, output_prefix: str
+) -> None:
     """Writes `{"id", "sentiment"}` lines, `sentiment` null where the chat ended in `error`."""
     parsed = (
         pipeline
         | "Chats" >> beam.Create([json.dumps(chat, ensure_ascii=False).encode("utf-8") for chat in chats])
         | "ParseAndValidate" >> ParseChats()
     )
-    triaged = parsed.chats | "Triage" >> triage
+    no_sentiment = [parsed[ERROR]]
+    if isinstance(triage, PickSentiment):
+        sentiments = [parsed.chats | "PickSentiment" >> triage]
+    else:
+        triaged = parsed.chats | "Triage" >> triage
+        sentiments = [
+            triaged[MAIN] | "MainSentiment" >> beam.Map(lambda row: (row.chat_id, row.sentiment)),
+            triaged[NEGATIVE] | "NegativeSentiment" >> beam.Map(lambda negative: (negative.chat.chat_id, -1)),
+        ]
+        no_sentiment.append(triaged[ERROR])
     predictions = (
-        triaged[MAIN] | "MainSentiment" >> beam.Map(lambda row: (row.chat_id, row.sentiment)),
-        triaged[NEGATIVE] | "NegativeSentiment" >> beam.Map(lambda negative: (negative.chat.chat_id, -1)),
-        (parsed[ERROR], triaged[ERROR]) | "Errors" >> beam.Flatten() | "NoSentiment" >> beam.Map(
-            lambda letter: (letter.chat_id, None)
-        ),
+        *sentiments,
+        no_sentiment | "Errors" >> beam.Flatten() | "NoSentiment" >> beam.Map(lambda letter: (letter.chat_id, None)),
     ) | "Predictions" >> beam.Flatten()
     _ = (
         predictions
@@ -119,36 +166,66 @@ def _inference_seconds(result) -> float:
     ) / 1e6
 
 
-def run(argv: list[str] | None = None) -> SentimentReport:
-    """Parses flags, triages the labeled rows, prints and returns the report."""
+def run(argv: list[str] | None = None) -> SentimentComparison:
+    """Parses flags, triages the labeled rows with each model, prints and returns the reports."""
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)
     standard.runner = standard.runner or "FnApiRunner"
     evaluation, triage_options = options.view_as(EvaluateOptions), options.view_as(TriageOptions)
     require(evaluation, "labeled")
     use_default_model(triage_options)
+    if evaluation.sentiment_only and triage_options.sentiment_mode != SentimentMode.SCORE:
+        raise SystemExit("--sentiment_only needs --sentiment_mode score: only a scored label comes without a reply")
     pairs = load_labeled(evaluation.labeled, evaluation.label_file, evaluation.limit)
     if not pairs:
         raise SystemExit(f"no labeled rows in {evaluation.labeled}")
-    handler, prompt = triage_model(triage_options)
+    labels = {str(chat["id"]): label for chat, label in pairs}
+    reports = []
+    for preset in [triage_options.model, *(evaluation.compare or [])]:
+        triage_options.model = preset
+        reports.append(_evaluate(options, pairs, labels, evaluation.sentiment_only))
+        print(reports[-1].model_dump_json(), flush=True)
+    comparison = SentimentComparison(reports=reports)
+    print(comparison_table(comparison))
+    print(comparison.model_dump_json())
+    return comparison
+
+
+def _evaluate(options: PipelineOptions, pairs: list[tuple[dict, int]], labels: dict, sentiment_only: bool):
+    """One model's report: the rows through the job's transforms on a pipeline of their own."""
+    handler, prompt = triage_model(options.view_as(TriageOptions), choose_only=sentiment_only)
+    transform = PickSentiment(handler, prompt) if sentiment_only else Triage(handler, prompt)
     with tempfile.TemporaryDirectory() as scratch:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, [chat for chat, _ in pairs], Triage(handler, prompt), os.path.join(scratch, "p"))
+        build_pipeline(pipeline, [chat for chat, _ in pairs], transform, os.path.join(scratch, "p"))
         started = time.monotonic()
         result = pipeline.run()
         result.wait_until_finish()
         wall_seconds = time.monotonic() - started
         rows = [json.loads(line) for path in glob.glob(os.path.join(scratch, "p*")) for line in open(path)]
-    labels = {str(chat["id"]): label for chat, label in pairs}
-    report = SentimentReport(
+    return SentimentReport(
         **score(labels, {row["id"]: row["sentiment"] for row in rows}),
         chats_per_second=round(len(pairs) / max(_inference_seconds(result), 1e-9), 3),
         wall_seconds=round(wall_seconds, 1),
         model_id=handler.model_id,
         prompt_version=prompt.version,
+        sentiment_only=sentiment_only,
     )
-    print(report.model_dump_json())
-    return report
+
+
+def comparison_table(comparison: SentimentComparison) -> str:
+    """The reports side by side, one line per model, as a Markdown table."""
+    lines = [
+        "| model | prompt | rows | macro recall | macro F1 | recall neg / neu / pos | valid | chats/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for report in comparison.reports:
+        recall = " / ".join(f"{report.recall[name]:.3f}" for name in CLASSES.values())
+        lines.append(
+            f"| {report.model_id} | {report.prompt_version} | {report.rows} | {report.macro_recall:.3f} | "
+            f"{report.macro_f1:.3f} | {recall} | {report.valid_share:.0%} | {report.chats_per_second} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

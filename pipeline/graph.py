@@ -21,14 +21,17 @@ TRIAGE_REPLY_TOKENS = 128
 APOLOGY_REPLY_TOKENS = 192
 
 
-def triage_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemplate]:
-    """The triage model's handler and the prompt that fits its family and the sentiment mode."""
+def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[GemmaModelHandler, PromptTemplate]:
+    """The triage model's handler and the prompt that fits its family and the sentiment mode.
+
+    `choose_only` makes a score-mode handler stop after picking the label (no summary), for measuring.
+    """
     mode = SentimentMode(options.sentiment_mode)
     prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
         metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **handler_prompt_args(prompt),
-        **_batching(options),
+        **_batching(options), choose_only=choose_only,
     )
     return handler, prompt
 

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePath
 
+from handlers import lora
+
 
 class Family(enum.StrEnum):
     """How a model was trained decides how it must be asked."""
 
     BASE = "base"  # pretrained only: continues text, so it gets few-shot completion prompts
     INSTRUCT = "instruct"  # instruction-tuned: follows chat turns
+    TUNED = "tuned"  # a base model with a LoRA from `pipeline.tune`: short scoring prompt, base prompts otherwise
 
 
 class SentimentMode(enum.StrEnum):
@@ -30,11 +33,18 @@ class SentimentMode(enum.StrEnum):
 _INSTRUCT_NAME = re.compile(r"instruct|(^|[_-])it($|[_-])", re.IGNORECASE)
 
 
+# The prompts a tuned preset was trained on; for its other tasks it is still the base model it was tuned from.
+_TUNED_PROMPTS = frozenset({"triage_score"})
+
+
 def detect_family(preset: str) -> Family:
-    """The family a preset belongs to, from its name (KerasHub and Kaggle name every instruct preset so).
+    """The family a preset belongs to: the one its LoRA manifest declares, else from its name (KerasHub and
+    Kaggle name every instruct preset so).
 
     The name is the last part of the path that is not a version number, as Kaggle handles end in one.
     """
+    if lora.is_lora_preset(preset):
+        return Family(lora.read_manifest(preset)["prompt"]["family"])
     name = [part for part in PurePath(preset).parts if not part.isdigit()][-1]
     return Family.INSTRUCT if _INSTRUCT_NAME.search(name) else Family.BASE
 
@@ -80,7 +90,10 @@ class PromptTemplate:
 
 def prompt_name(task: str, family: Family, mode: SentimentMode | None = None) -> str:
     """The file a task's prompt lives in: `base/triage_score`, `instruct/apology`, …"""
-    return f"{family.value}/{task}_{mode.value}" if mode else f"{family.value}/{task}"
+    file = f"{task}_{mode.value}" if mode else task
+    if family is Family.TUNED and file not in _TUNED_PROMPTS:
+        family = Family.BASE
+    return f"{family.value}/{file}"
 
 
 def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplate:

@@ -46,22 +46,23 @@ def test_repeated_ids_are_refused(tmp_path):
 
 def test_evaluates_the_triage_transforms_on_labeled_rows(tiny_gemma, tmp_path, capsys):
     rows = write_lines(tmp_path / "rows.jsonl", _examples())
-    report = evaluate.run([
+    comparison = evaluate.run([
         "--labeled", str(rows), "--model", tiny_gemma, "--model_family", "instruct", "--max_length", "384",
     ])
+    (report,) = comparison.reports
     assert report.recall == {"negative": 1.0, "neutral": 0.5, "positive": 1.0}
     assert (report.rows, report.valid_share, report.macro_recall) == (4, 0.75, 0.8333)
     assert report.prompt_version == "triage-instruct-score-v1"
     assert report.chats_per_second > 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == json.loads(report.model_dump_json())
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == json.loads(comparison.model_dump_json())
 
 
 def test_limit_takes_the_first_rows(tiny_gemma, tmp_path):
     rows = write_lines(tmp_path / "rows.jsonl", _examples())
-    report = evaluate.run([
+    (report,) = evaluate.run([
         "--labeled", str(rows), "--limit", "1", "--model", tiny_gemma, "--model_family", "instruct",
         "--max_length", "384",
-    ])
+    ]).reports
     assert (report.rows, report.recall["negative"]) == (1, 1.0)
 
 
@@ -79,7 +80,7 @@ OBVIOUS_CHATS = [
 @pytest.mark.slow
 def test_the_real_gemma3_scores_every_chat_with_a_valid_sentiment(gemma3_preset, tmp_path):
     rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": l} for i, t, l in OBVIOUS_CHATS])
-    report = evaluate.run(["--labeled", str(rows), "--model", str(gemma3_preset)])
+    (report,) = evaluate.run(["--labeled", str(rows), "--model", str(gemma3_preset)]).reports
     assert report.prompt_version == "triage-base-score-v1", "the 270M is a base model: few-shot scoring prompt"
     assert report.error_share == 0, report.confusion
     assert report.recall["negative"] == 1.0, report.confusion

@@ -1,0 +1,138 @@
+"""`python -m pipeline.tune` trains a LoRA preset that every entry point loads with `--model`."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handlers import lora
+from pipeline import batch, evaluate, tune
+from pipeline.contracts import LabeledExample
+from pipeline.prompts import Family, SentimentMode, detect_family, prompt_name
+from tests.conftest import write_lines
+from tests.test_evaluate import OBVIOUS_CHATS
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
+
+# Rows a tiny model can learn in a few epochs: each class has its own words.
+WORDS = {
+    -1: ["cold", "late", "rude", "awful"], 0: ["hours", "address", "menu", "open"], 1: ["great", "thanks", "love", "fast"]
+}
+
+
+def _separable_rows() -> list[dict]:
+    rows = []
+    for label, words in WORDS.items():
+        for i, word in enumerate(words * 3):
+            rows.append({"id": f"{label}-{i}", "text": f"{word} {word} {word}", "label": label})
+    return rows
+
+
+def test_the_split_holds_out_the_same_share_of_each_class_and_limits_the_rest():
+    examples = [LabeledExample(id=i, text="x", label=label) for i, label in enumerate([-1] * 20 + [0] * 50 + [1] * 30)]
+    training, held_out = tune.split(examples, 0.1, seed=0, limit=None)
+    assert sorted(e.label for e in held_out) == [-1] * 2 + [0] * 5 + [1] * 3
+    assert {e.id for e in training}.isdisjoint({e.id for e in held_out}) and len(training) == 90
+    limited, held_out_again = tune.split(examples, 0.1, seed=0, limit=40)
+    assert len(limited) == 40 and held_out_again == held_out
+
+
+def test_class_weights_count_each_class_alike():
+    weights = tune._class_weights(np.asarray([0] * 10 + [1] * 30 + [2] * 60))
+    assert weights * np.asarray([10, 30, 60]) == pytest.approx([100 / 3] * 3)
+
+
+@pytest.fixture(scope="module")
+def tuned_tiny(tiny_gemma, tmp_path_factory) -> Path:
+    """A LoRA of the tiny preset, trained through the command on the separable rows."""
+    work = tmp_path_factory.mktemp("tuned")
+    rows = write_lines(work / "rows.jsonl", _separable_rows())
+    output = work / "tiny-sentiment-lora"
+    tune.run([
+        "--labeled", str(rows), "--base", tiny_gemma, "--output", str(output), "--rank", "4", "--epochs", "12",
+        "--batch_size", "8", "--learning_rate", "0.01", "--validation_share", "0.25", "--patience", "12",
+        "--train_layers", "2", "--max_tokens", "384",
+    ])
+    return output
+
+
+def test_the_tuned_preset_records_its_base_and_training(tuned_tiny, tiny_gemma):
+    manifest = lora.read_manifest(tuned_tiny)
+    checksum = lora.weights_sha256(tiny_gemma)
+    assert manifest["base"] == {"model_id": Path(tiny_gemma).name, "path": tiny_gemma, "weights_sha256": checksum}
+    assert manifest["prompt"] == {"family": "tuned", "name": "tuned/triage_score", "version": "triage-tuned-score-v1"}
+    assert (manifest["rank"], manifest["seed"], manifest["data"]["held_out_rows"]) == (4, 0, 9)
+    assert manifest["history"][0]["epoch"] == 1 and manifest["kept_epoch"] in range(1, 13)
+    assert (tuned_tiny / lora.ADAPTER_NAME).stat().st_size < 1_000_000
+    assert detect_family(str(tuned_tiny)) is Family.TUNED
+
+
+def test_tuning_beats_the_base_on_the_same_rows(tuned_tiny, tiny_gemma, tmp_path):
+    rows = write_lines(tmp_path / "rows.jsonl", _separable_rows())
+    comparison = evaluate.run([
+        "--labeled", str(rows), "--model", str(tuned_tiny), "--compare", tiny_gemma, "--model_family", "auto",
+        "--sentiment_only", "--max_length", "384",
+    ])
+    tuned, base = comparison.reports
+    assert (tuned.model_id, tuned.prompt_version) == ("tiny-sentiment-lora", "triage-tuned-score-v1")
+    assert tuned.sentiment_only and tuned.valid_share == 1.0
+    assert tuned.macro_recall >= 0.75, tuned.confusion
+    assert tuned.macro_recall > base.macro_recall
+
+
+def test_the_batch_job_runs_the_tuned_preset(tuned_tiny, tmp_path):
+    chats = write_lines(tmp_path / "chats.jsonl", [
+        {"id": 1, "user_id": 5, "chat_message": "awful awful awful"},
+        {"id": 2, "user_id": 5, "chat_message": "love love love"},
+    ])
+    out = tmp_path / "out"
+    batch.run([
+        "--input", str(chats), "--output_dir", str(out), "--model", str(tuned_tiny),
+        "--max_length", "384", "--apology_max_length", "384",
+    ])
+    records = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]
+    # The tiny model's summaries are noise; what matters is that every chat went through the tuned model and prompt.
+    assert len(records) == 2
+    for record in records:
+        assert record["model_id"] == "tiny-sentiment-lora"
+        assert "triage-tuned-score-v1" in (record.get("prompt_version"), record.get("triage_prompt_version"))
+
+
+def test_a_changed_base_is_refused(tuned_tiny, tiny_gemma, tmp_path):
+    moved = tmp_path / "lora"
+    shutil.copytree(tuned_tiny, moved)
+    manifest = lora.read_manifest(moved)
+    manifest["base"]["weights_sha256"] = "0" * 64
+    (moved / lora.MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(lora.BaseMismatchError, match="trained on 000000000000"):
+        lora.load_causal_lm(str(moved))
+
+
+def test_the_tuned_family_keeps_the_base_prompts_for_other_tasks():
+    assert prompt_name("triage", Family.TUNED, SentimentMode.SCORE) == "tuned/triage_score"
+    assert prompt_name("triage", Family.TUNED, SentimentMode.GENERATE) == "base/triage_generate"
+    assert prompt_name("apology", Family.TUNED) == "base/apology"
+
+
+@pytest.mark.slow
+def test_the_shipped_lora_loads_on_the_real_270m_and_reads_obvious_chats(tmp_path):
+    """The shipped LoRA on the real Gemma 3 270M (its base built into the cache as `make model` does)."""
+    assert lora.read_manifest(SHIPPED)["base"]["model_id"] == "gemma3_270m_base"
+    rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": label} for i, t, label in OBVIOUS_CHATS])
+    (report,) = evaluate.run(["--labeled", str(rows), "--model", str(SHIPPED), "--sentiment_only"]).reports
+    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", "triage-tuned-score-v1")
+    # Neutral is the tuned model's weak class (README); the plain angry and happy chats must be right.
+    assert (report.recall["negative"], report.recall["positive"]) == (1.0, 1.0), report.confusion
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the shipped LoRA (900 training rows) reads 4 of 14 angry samples as neutral")
+def test_the_shipped_lora_finds_every_angry_sample_chat():
+    (report,) = evaluate.run([
+        "--labeled", str(REPOSITORY / "samples" / "chats.jsonl"),
+        "--label_file", str(REPOSITORY / "samples" / "labels.jsonl"), "--model", str(SHIPPED), "--sentiment_only",
+    ]).reports
+    assert report.recall["negative"] == 1.0, report.confusion
