@@ -12,7 +12,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from local.stack import LocalStack
 from pipeline import run
-from pipeline.contracts import MAX_PAYLOAD_BYTES, DeadLetter
+from pipeline.contracts import MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, DeadLetter
 
 WAKE_UP = b"local-stack: wake up"
 
@@ -59,10 +59,11 @@ class StreamingJob:
 def message_key(payload: bytes) -> str:
     """How a published message is recognised in the outputs: its chat id, or its payload when it has no id.
 
-    A payload over `MAX_PAYLOAD_BYTES` is known by its first `MAX_PAYLOAD_BYTES`, all that its dead letter keeps.
+    A payload over `MAX_PAYLOAD_BYTES` is never parsed, so its dead letter has no chat id: it is known by what that
+    dead letter keeps of it, its first `MAX_KEPT_PAYLOAD_BYTES`.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
-        payload = payload[:MAX_PAYLOAD_BYTES]
+        return payload[:MAX_KEPT_PAYLOAD_BYTES].decode("utf-8", errors="replace")
     try:
         fields = json.loads(payload)
     except ValueError:

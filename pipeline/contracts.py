@@ -9,12 +9,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
 
-# Size limits. Nothing is truncated: a chat over MAX_CHAT_CHARS (after stripping whitespace) is rejected whole, as
-# a dead letter that keeps the whole payload. A payload over MAX_PAYLOAD_BYTES is rejected before it is parsed:
-# no valid chat comes near that size, and its dead letter keeps only the first MAX_PAYLOAD_BYTES, so that the dead
-# letter itself (JSON escaping can grow text sixfold, base64 by a third) stays under Pub/Sub's 10 MB message limit.
+# Size limits. A chat over MAX_CHAT_CHARS (after stripping whitespace) is rejected whole, as a dead letter that
+# keeps the whole payload. A payload over MAX_PAYLOAD_BYTES is rejected before it is parsed (no valid chat comes
+# near that size); its dead letter holds it as base64, whose size is predictable where JSON escaping can grow text
+# sixfold, and holds it whole up to MAX_KEPT_PAYLOAD_BYTES: 7 MiB of base64 and the record's other fields stay
+# under Pub/Sub's 10 MB message limit. Pub/Sub delivers at most 10 MB, so only a payload of 7 to 10 MB loses its tail.
 MAX_CHAT_CHARS = 8_000
 MAX_PAYLOAD_BYTES = 1_048_576
+MAX_KEPT_PAYLOAD_BYTES = 7 * 1_048_576
 MAX_SUMMARY_CHARS = 512
 MAX_DRAFT_CHARS = 4_000
 
@@ -183,11 +185,14 @@ class DeadLetter(Record):
 
     @classmethod
     def from_bytes(cls, data: bytes, **fields) -> DeadLetter:
-        """A dead letter for a raw payload, kept losslessly even when it is not UTF-8."""
-        try:
-            return cls(payload=data.decode("utf-8"), **fields)
-        except UnicodeDecodeError:
-            return cls(payload=base64.b64encode(data).decode("ascii"), payload_encoding="base64", **fields)
+        """A dead letter for a raw payload, kept losslessly: as text, or as base64 when it is not UTF-8 or is over
+        MAX_PAYLOAD_BYTES (so that its size in the record is known)."""
+        if len(data) <= MAX_PAYLOAD_BYTES:
+            try:
+                return cls(payload=data.decode("utf-8"), **fields)
+            except UnicodeDecodeError:
+                pass
+        return cls(payload=base64.b64encode(data).decode("ascii"), payload_encoding="base64", **fields)
 
     def payload_bytes(self) -> bytes:
         """The original payload, exactly as it arrived."""

@@ -9,7 +9,9 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from pydantic import ValidationError
 
 from pipeline import METRICS_NAMESPACE as NAMESPACE
-from pipeline.contracts import MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage, describe_validation_error
+from pipeline.contracts import (
+    MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage, describe_validation_error,
+)
 from pipeline.dead_letters import ERROR
 
 
@@ -23,8 +25,9 @@ class ParseChatFn(beam.DoFn):
     def process(self, element: bytes | PubsubMessage):
         data, envelope = _unwrap(element)
         if len(data) > MAX_PAYLOAD_BYTES:
-            kept = data[:MAX_PAYLOAD_BYTES]
-            yield self._reject(kept, f"payload is {len(data)} bytes, over the limit; its first {len(kept)} are kept")
+            kept = data[:MAX_KEPT_PAYLOAD_BYTES]
+            cut = f"; its first {len(kept)} are kept" if len(kept) < len(data) else ""
+            yield self._reject(kept, f"payload is {len(data)} bytes, over the limit of {MAX_PAYLOAD_BYTES}{cut}")
             return
         try:
             fields = json.loads(data.decode("utf-8"))

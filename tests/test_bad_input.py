@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from local.job import dead_letter_key, message_key
 from pipeline import batch
-from pipeline.contracts import MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage
+from pipeline.contracts import MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage
 from pipeline.inputs import ParseChatFn
 from tests.conftest import read_lines, write_lines
 from tests.payloads import huge_payloads, payloads, repeated_ids, sample_payloads
@@ -34,23 +34,27 @@ def test_any_payload_parses_to_one_chat_or_one_dead_letter_that_keeps_it(payload
         return
     letter = output.value
     assert output.tag == "error" and isinstance(letter, DeadLetter) and letter.stage == Stage.INPUT
-    assert letter.payload_bytes() == payload[:MAX_PAYLOAD_BYTES], "the payload is kept byte for byte"
+    assert letter.payload_bytes() == payload, "the payload is kept byte for byte"
     assert letter.reason
     # A dead letter travels as JSON on Pub/Sub, whose messages hold at most 10 MB.
     assert len(letter.model_dump_json().encode()) < 10_000_000
 
 
-def test_the_size_limits_reject_whole_chats_and_cut_only_oversized_payloads():
+def test_the_size_limits_reject_whole_and_cut_only_what_no_dead_letter_can_hold():
     one_mb_chat, over_limit = huge_payloads()
     [rejected_chat] = _parse(one_mb_chat)
     assert rejected_chat.value.chat_id == "huge-1" and "chat_message" in rejected_chat.value.reason
     assert rejected_chat.value.payload_bytes() == one_mb_chat, "a chat over the limit is rejected, not truncated"
-    [cut] = _parse(over_limit)
-    assert cut.value.reason == f"payload is {len(over_limit)} bytes, over the limit; its first {MAX_PAYLOAD_BYTES} are kept"
-    assert cut.value.payload_bytes() == over_limit[:MAX_PAYLOAD_BYTES]
-    # The worst case for the dead letter's size: control characters, which JSON escapes sixfold.
-    [worst] = _parse(b"\x01" * (MAX_PAYLOAD_BYTES + 1))
-    assert len(worst.value.model_dump_json().encode()) < 10_000_000
+    [rejected_payload] = _parse(over_limit)
+    assert rejected_payload.value.reason == f"payload is {len(over_limit)} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
+    assert rejected_payload.value.payload_bytes() == over_limit
+    # The largest payload Pub/Sub delivers, of control characters (which JSON would escape sixfold): cut, and the
+    # dead letter still fits in a Pub/Sub message (10 MB).
+    largest = b"\x01" * 10_000_000
+    [cut] = _parse(largest)
+    assert cut.value.reason.endswith(f"; its first {MAX_KEPT_PAYLOAD_BYTES} are kept")
+    assert cut.value.payload_bytes() == largest[:MAX_KEPT_PAYLOAD_BYTES]
+    assert len(cut.value.model_dump_json().encode()) < 10_000_000
 
 
 def test_the_batch_job_puts_every_generated_line_in_exactly_one_output(tiny_gemma, tmp_path):
