@@ -19,11 +19,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.evaluate import build_pipeline
 from pipeline.graph import triage_model
-from pipeline.options import TriageOptions, use_default_model
+from pipeline.options import TriageOptions, parse_options, use_default_model
 from pipeline.triage import Triage
 
 HOSTILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "hostile_chats.jsonl"
@@ -53,8 +52,7 @@ def flip_rates(chats: list[dict], sentiments: dict[str, int | None]) -> dict:
 def run(argv: list[str] | None = None) -> dict:
     """Triages the hostile chats with the flags' model and prompts; prints and returns the flip rates."""
     parser_args, beam_args = _split(argv)
-    options = PipelineOptions(beam_args)
-    options.view_as(StandardOptions).runner = options.view_as(StandardOptions).runner or "FnApiRunner"
+    options = parse_options(beam_args, "FnApiRunner")
     triage_options = options.view_as(TriageOptions)
     use_default_model(triage_options)
     chats = [json.loads(line) for line in Path(parser_args).read_text("utf-8").splitlines() if line.strip()]

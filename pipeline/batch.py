@@ -10,10 +10,9 @@ import os
 
 import apache_beam as beam
 from apache_beam.coders import BytesCoder
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.graph import TriageChats
-from pipeline.options import BatchOptions, TriageOptions, require, use_default_model
+from pipeline.options import BatchOptions, TriageOptions, parse_options, require, use_default_model
 from pipeline.sinks import WriteJsonLines
 
 
@@ -31,10 +30,7 @@ def build_pipeline(pipeline: beam.Pipeline, input_glob: str, output_dir: str, tr
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> None:
     """Parses flags, builds the graph and runs it to completion."""
-    options = PipelineOptions(argv)
-    standard = options.view_as(StandardOptions)
-    # Beam's default DirectRunner tries to download the Prism binary first; FnApiRunner runs in-process.
-    standard.runner = standard.runner or "FnApiRunner"
+    options = parse_options(argv, "FnApiRunner")
     batch, triage = options.view_as(BatchOptions), options.view_as(TriageOptions)
     require(batch, "input", "output_dir")
     use_default_model(triage)

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipeline.contracts import LabeledExample, SentimentComparison, SentimentReport
 from pipeline.graph import TRIAGE_NAMESPACE, triage_model
 from pipeline.inputs import ParseChats
-from pipeline.options import EvaluateOptions, TriageOptions, require, use_default_model
+from pipeline.options import EvaluateOptions, TriageOptions, parse_options, require, use_default_model
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.dead_letters import ERROR
 from pipeline.triage import MAIN, NEGATIVE, CreatePrompts, Triage
@@ -168,9 +168,7 @@ def _inference_seconds(result) -> float:
 
 def run(argv: list[str] | None = None) -> SentimentComparison:
     """Parses flags, triages the labeled rows with each model, prints and returns the reports."""
-    options = PipelineOptions(argv)
-    standard = options.view_as(StandardOptions)
-    standard.runner = standard.runner or "FnApiRunner"
+    options = parse_options(argv, "FnApiRunner")
     evaluation, triage_options = options.view_as(EvaluateOptions), options.view_as(TriageOptions)
     require(evaluation, "labeled")
     use_default_model(triage_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.prompts import Family, SentimentMode
 
@@ -20,6 +20,18 @@ def _bool(value: str) -> bool:
     if value.lower() not in {"true", "false"}:
         raise ValueError(f"expected true or false, got {value!r}")
     return value.lower() == "true"
+
+
+def parse_options(argv: list[str] | None, default_runner: str, **overrides) -> PipelineOptions:
+    """The command line's options, on `default_runner` unless `--runner` names another.
+
+    Beam's own default, the DirectRunner, tries to download the Prism binary first; `FnApiRunner` (batch) and
+    `BundleBasedDirectRunner` (streaming) run in this process.
+    """
+    options = PipelineOptions(argv, **overrides)
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or default_runner
+    return options
 
 
 def require(options: PipelineOptions, *names: str) -> None:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.coders import BytesCoder
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.dead_letters import ERROR
 from pipeline.drain import DrainSubscription
 from pipeline.graph import TriageChats
-from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, require, use_default_model
+from pipeline.options import (
+    BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, parse_options, require, use_default_model,
+)
 from pipeline.retry import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
 from pipeline.sinks import LandedChatIds, PublishRecords, WriteJsonLines, WriteTriageRows
 from pipeline.triage import MAIN, NEGATIVE
@@ -141,10 +143,7 @@ def run(
     Local runners return when the job is done; on Dataflow this returns once the job is submitted, as a Flex
     Template launcher must. `bigquery_write_kwargs` are for the local stack; the command line passes none.
     """
-    options = PipelineOptions(argv)
-    standard = options.view_as(StandardOptions)
-    # Beam's default DirectRunner tries to download the Prism binary first; FnApiRunner runs in-process.
-    standard.runner = standard.runner or "FnApiRunner"
+    options = parse_options(argv, "FnApiRunner")
     settings = ReplaySettings.from_options(options)
     triage = options.view_as(TriageOptions)
     use_default_model(triage)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.dead_letters import ERROR
 from pipeline.graph import TriageChats
-from pipeline.options import StreamingOptions, TriageOptions, require, use_default_model
+from pipeline.options import StreamingOptions, TriageOptions, parse_options, require, use_default_model
 from pipeline.sinks import PublishRecords, WriteTriageRows
 from pipeline.triage import MAIN, NEGATIVE
 
@@ -46,10 +45,7 @@ def run(
 
     `bigquery_write_kwargs` are for the local stack (`local.stack`); the command line passes none.
     """
-    options = PipelineOptions(argv, streaming=True)
-    standard = options.view_as(StandardOptions)
-    # The plain DirectRunner tries to download the Prism binary first; this one runs streaming in-process.
-    standard.runner = standard.runner or "BundleBasedDirectRunner"
+    options = parse_options(argv, "BundleBasedDirectRunner", streaming=True)
     streaming, triage = options.view_as(StreamingOptions), options.view_as(TriageOptions)
     require(streaming, "input_subscription", "bigquery_table", "review_topic", "dead_letter_topic")
     use_default_model(triage)
