@@ -154,11 +154,8 @@ def assemble_gguf(path: Path) -> Path:
 
 def sha256_file(path: Path) -> str:
     """Return the hex SHA-256 of a file."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_hf_folder(reader: GGUFReader, hf_dir: Path) -> Path:
