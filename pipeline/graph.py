@@ -67,7 +67,10 @@ def _family(options: TriageOptions, preset: str) -> Family:
 def handler_prompt_args(prompt: PromptTemplate) -> dict:
     """What a model handler must know of its prompt: where replies stop and, to score, which labels to choose."""
     scoring = prompt.scoring
-    choice = Choice(tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts())) if scoring else None
+    choice = Choice(
+        tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts()),
+        continue_head=(prompt.head(), scoring.continue_head) if scoring.continue_head is not None else None,
+    ) if scoring else None
     return {"stop": prompt.stop, "choice": choice}
 
 

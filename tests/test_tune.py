@@ -10,12 +10,13 @@ import pytest
 from handlers import lora
 from pipeline import batch, evaluate, tune
 from pipeline.contracts import LabeledExample
-from pipeline.prompts import Family, SentimentMode, detect_family, prompt_name
+from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
 from tests.conftest import write_lines
 from tests.test_evaluate import OBVIOUS_CHATS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
+TUNED_VERSION = load_prompt(tune.TUNED_PROMPT).version
 
 # Rows a tiny model can learn in a few epochs: each class has its own words.
 WORDS = {
@@ -63,7 +64,7 @@ def test_the_tuned_preset_records_its_base_and_training(tuned_tiny, tiny_gemma):
     manifest = lora.read_manifest(tuned_tiny)
     checksum = lora.weights_sha256(tiny_gemma)
     assert manifest["base"] == {"model_id": Path(tiny_gemma).name, "path": tiny_gemma, "weights_sha256": checksum}
-    assert manifest["prompt"] == {"family": "tuned", "name": "tuned/triage_score", "version": "triage-tuned-score-v1"}
+    assert manifest["prompt"] == {"family": "tuned", "name": "tuned/triage_score", "version": TUNED_VERSION}
     assert (manifest["rank"], manifest["seed"], manifest["data"]["held_out_rows"]) == (4, 0, 9)
     assert manifest["history"][0]["epoch"] == 1 and manifest["kept_epoch"] in range(1, 13)
     assert (tuned_tiny / lora.ADAPTER_NAME).stat().st_size < 1_000_000
@@ -77,7 +78,7 @@ def test_tuning_beats_the_base_on_the_same_rows(tuned_tiny, tiny_gemma, tmp_path
         "--sentiment_only", "--max_length", "384",
     ])
     tuned, base = comparison.reports
-    assert (tuned.model_id, tuned.prompt_version) == ("tiny-sentiment-lora", "triage-tuned-score-v1")
+    assert (tuned.model_id, tuned.prompt_version) == ("tiny-sentiment-lora", TUNED_VERSION)
     assert tuned.sentiment_only and tuned.valid_share == 1.0
     assert tuned.macro_recall >= 0.75, tuned.confusion
     assert tuned.macro_recall > base.macro_recall
@@ -98,7 +99,7 @@ def test_the_batch_job_runs_the_tuned_preset(tuned_tiny, tmp_path):
     assert len(records) == 2
     for record in records:
         assert record["model_id"] == "tiny-sentiment-lora"
-        assert "triage-tuned-score-v1" in (record.get("prompt_version"), record.get("triage_prompt_version"))
+        assert TUNED_VERSION in (record.get("prompt_version"), record.get("triage_prompt_version"))
 
 
 def test_a_changed_base_is_refused(tuned_tiny, tiny_gemma, tmp_path):
@@ -123,7 +124,7 @@ def test_the_shipped_lora_loads_on_the_real_270m_and_reads_obvious_chats(tmp_pat
     assert lora.read_manifest(SHIPPED)["base"]["model_id"] == "gemma3_270m_base"
     rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": label} for i, t, label in OBVIOUS_CHATS])
     (report,) = evaluate.run(["--labeled", str(rows), "--model", str(SHIPPED), "--sentiment_only"]).reports
-    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", "triage-tuned-score-v1")
+    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", TUNED_VERSION)
     # Neutral is the tuned model's weak class (README); the plain angry and happy chats must be right.
     assert (report.recall["negative"], report.recall["positive"]) == (1.0, 1.0), report.confusion
 
