@@ -86,12 +86,15 @@ class Choice:
 
     With `continue_head` = (head, replacement), a prompt that begins with `head` is continued with `replacement`
     in its place: the choice is read from a short prompt, the continuation written after a longer one.
+    `offsets` (one per option, or none) are added to the options' scores: a tuned model's correction of its
+    lean towards some labels, fitted on held-out rows.
     """
 
     options: tuple[str, ...]
     then: str = ""
     baseline_prompts: tuple[str, ...] = ()
     continue_head: tuple[str, str] | None = None
+    offsets: tuple[float, ...] = ()
 
     def continuation(self, prompt: str, option: str) -> str:
         """What the model continues once `option` is chosen for `prompt`."""
@@ -379,6 +382,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
                 if baseline_prompts else np.zeros(len(options))
             )
         scores = model.next_token_logprobs(prompts, option_ids, pad_to=pad_to) - self._baseline
+        if self._choice.offsets:
+            scores = scores + np.asarray(self._choice.offsets)
         return [options[best] for best in scores.argmax(axis=1)]
 
     def get_metrics_namespace(self) -> str:

@@ -55,6 +55,17 @@ def test_a_choice_read_from_a_short_prompt_continues_after_the_long_one(tiny_gem
         assert (result.inference.choice, result.inference.text) == (label, summary)
 
 
+def test_label_offsets_move_the_choice(tiny_gemma):
+    prompt = load_prompt(SCORE_PROMPT)
+    label = next(iter(prompt.scoring.labels))
+    handler = GemmaModelHandler(
+        tiny_gemma, max_length=384, share_across_processes=False, choose_only=True,
+        **handler_prompt_args(prompt, {label: 1000.0}),
+    )
+    results = handler.run_inference([prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model())
+    assert [r.inference.choice for r in results] == [label] * len(TRIAGE_LESSONS)
+
+
 def test_options_must_be_single_tokens(tiny_gemma):
     handler = GemmaModelHandler(
         tiny_gemma, share_across_processes=False, choice=Choice((" negative", " pineapple pizza"))

@@ -69,6 +69,30 @@ def test_the_tuned_preset_records_its_base_and_training(tuned_tiny, tiny_gemma):
     assert manifest["history"][0]["epoch"] == 1 and manifest["kept_epoch"] in range(1, 13)
     assert (tuned_tiny / lora.ADAPTER_NAME).stat().st_size < 1_000_000
     assert detect_family(str(tuned_tiny)) is Family.TUNED
+    assert list(manifest["label_offsets"]) == [" negative", " neutral", " positive"]
+    kept = manifest["history"][manifest["kept_epoch"] - 1]["held_out_macro_recall"]
+    assert manifest["held_out_with_offsets"]["macro_recall"] >= kept
+
+
+def test_label_offsets_reach_the_handler_only_with_the_prompt_they_were_fitted_on(tuned_tiny):
+    offsets = lora.read_manifest(tuned_tiny)["label_offsets"]
+    assert lora.label_offsets(str(tuned_tiny), tune.TUNED_PROMPT) == offsets
+    assert lora.label_offsets(str(tuned_tiny), "base/triage_score") == {}
+
+
+def test_label_offsets_lift_the_label_the_model_neglects():
+    rng = np.random.default_rng(0)
+    targets = np.repeat([0, 1, 2], 200)
+    logits = rng.normal(size=(600, 3)).astype("float32")
+    logits[np.arange(600), targets] += 2.0
+    logits[:, 1] -= 3.0  # a model that reads most neutral rows as something else
+
+    def macro_recall(scores):
+        return np.mean([(scores.argmax(axis=1)[targets == label] == label).mean() for label in range(3)])
+
+    offsets = tune.fit_label_offsets(logits, targets)
+    assert offsets[0] == 0 and 2.0 < offsets[1] < 4.0
+    assert macro_recall(logits + offsets) > macro_recall(logits) + 0.15
 
 
 def test_tuning_beats_the_base_on_the_same_rows(tuned_tiny, tiny_gemma, tmp_path):
