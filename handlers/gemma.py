@@ -83,11 +83,24 @@ class Choice:
     its mean on the `baseline_prompts`, inputs that carry no information); the model then continues
     `prompt + option + then`, and the reply is that continuation, with the option in `Generation.choice`.
     Every option must be one token of the model's vocabulary.
+
+    With `continue_head` = (head, replacement), a prompt that begins with `head` is continued with `replacement`
+    in its place: the choice is read from a short prompt, the continuation written after a longer one.
+    `offsets` (one per option, or none) are added to the options' scores: a tuned model's correction of its
+    lean towards some labels, fitted on held-out rows.
     """
 
     options: tuple[str, ...]
     then: str = ""
     baseline_prompts: tuple[str, ...] = ()
+    continue_head: tuple[str, str] | None = None
+    offsets: tuple[float, ...] = ()
+
+    def continuation(self, prompt: str, option: str) -> str:
+        """What the model continues once `option` is chosen for `prompt`."""
+        if self.continue_head and prompt.startswith(self.continue_head[0]):
+            prompt = self.continue_head[1] + prompt[len(self.continue_head[0]) :]
+        return prompt + option + self.then
 
 
 def _cut(text: str, stop: Sequence[str]) -> str:
@@ -338,7 +351,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             replies = [Generation("", 0, settings["max_length"], choice=pick) for pick in picks]
             return self._results(batch, replies)
         if picks:
-            prompts = [prompt + pick + self._choice.then for prompt, pick in zip(prompts, picks)]
+            prompts = [self._choice.continuation(prompt, pick) for prompt, pick in zip(prompts, picks)]
         replies = model.generate(
             prompts, settings["max_length"], settings["sampler"], self._stop,
             reply_tokens=self._reply_tokens, pad_to=pad_to,
@@ -369,6 +382,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
                 if baseline_prompts else np.zeros(len(options))
             )
         scores = model.next_token_logprobs(prompts, option_ids, pad_to=pad_to) - self._baseline
+        if self._choice.offsets:
+            scores = scores + np.asarray(self._choice.offsets)
         return [options[best] for best in scores.argmax(axis=1)]
 
     def get_metrics_namespace(self) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ADAPTER_NAME", "MANIFEST_NAME", "BaseMismatchError", "base_description", "is_lora_preset", "load_causal_lm",
-    "read_manifest", "resolve_base", "weights_sha256",
+    "ADAPTER_NAME", "MANIFEST_NAME", "BaseMismatchError", "base_description", "is_lora_preset", "label_offsets",
+    "load_causal_lm", "read_manifest", "resolve_base", "weights_sha256",
 ]
 
 ADAPTER_NAME = "adapter.lora.h5"
@@ -35,6 +35,15 @@ def is_lora_preset(preset: str) -> bool:
 
 def read_manifest(preset: str | Path) -> dict[str, Any]:
     return json.loads(Path(preset, MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def label_offsets(preset: str, prompt_name: str) -> dict[str, float]:
+    """The offsets `pipeline.tune` fitted for each label of the prompt it trained on (added to the label scores),
+    or none: for another preset, or another prompt (`--model_family` can override the family)."""
+    if not is_lora_preset(preset):
+        return {}
+    manifest = read_manifest(preset)
+    return manifest.get("label_offsets", {}) if manifest["prompt"]["name"] == prompt_name else {}
 
 
 def weights_sha256(preset: str | Path) -> str:

@@ -22,6 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from local.job import StreamingJob, Tally  # noqa: E402
 from local.stack import LocalStack, StackError  # noqa: E402
+from pipeline.options import default_model  # noqa: E402
 
 _LOGGER = logging.getLogger("local.demo")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "chats.jsonl"
@@ -84,7 +85,7 @@ def report(tally: Tally) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="KerasHub preset (default: the local Gemma 3 270M that `make model` builds)")
+    parser.add_argument("--model", help="KerasHub preset (default: the shipped sentiment LoRA on the local Gemma 3 270M)")
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="JSON Lines file of chats to publish")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every message")
     args = parser.parse_args(argv)
@@ -97,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
 
     if args.model is None:
-        from handlers import gguf_preset
-
-        args.model = str(gguf_preset.build_preset())
+        args.model = default_model()
     payloads = [line for line in args.samples.read_bytes().splitlines() if line.strip()]
 
     _LOGGER.info("starting the Pub/Sub emulator and bqemulator …")

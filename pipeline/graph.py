@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import apache_beam as beam
 
+from handlers import lora
 from handlers.gemma import Choice, GemmaModelHandler
 from pipeline.dead_letters import ERROR
 from pipeline.inputs import ParseChats
@@ -28,9 +31,10 @@ def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[
     """
     mode = SentimentMode(options.sentiment_mode)
     prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
+    prompt_args = handler_prompt_args(prompt, lora.label_offsets(options.model, prompt.name))
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
-        metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **handler_prompt_args(prompt),
+        metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **prompt_args,
         **_batching(options), choose_only=choose_only,
     )
     return handler, prompt
@@ -64,10 +68,15 @@ def _family(options: TriageOptions, preset: str) -> Family:
     return detect_family(preset) if options.model_family == "auto" else Family(options.model_family)
 
 
-def handler_prompt_args(prompt: PromptTemplate) -> dict:
-    """What a model handler must know of its prompt: where replies stop and, to score, which labels to choose."""
+def handler_prompt_args(prompt: PromptTemplate, label_offsets: Mapping[str, float] | None = None) -> dict:
+    """What a model handler must know of its prompt: where replies stop and, to score, which labels to choose
+    (with a tuned preset's `label_offsets`, if it has any)."""
     scoring = prompt.scoring
-    choice = Choice(tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts())) if scoring else None
+    choice = Choice(
+        tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts()),
+        continue_head=(prompt.head(), scoring.continue_head) if scoring.continue_head is not None else None,
+        offsets=tuple(label_offsets.get(label, 0.0) for label in scoring.labels) if label_offsets else (),
+    ) if scoring else None
     return {"stop": prompt.stop, "choice": choice}
 
 

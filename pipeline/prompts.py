@@ -58,11 +58,15 @@ class LabelScoring:
         then: appended after the chosen label, for the model to continue with the summary.
         content_free: inputs with no sentiment (`"N/A"`); the labels' scores on them are subtracted from every
             chat's scores, which removes the model's prior for each label word (contextual calibration).
+        continue_head: the model continues after the chosen label with this text in place of the template's head
+            (its text before the chat): a tuned model's short scoring prompt then gets the base prompt's
+            few-shot examples for the summary (TOML: `continue_with = "<prompt name>"`, whose head this is).
     """
 
     labels: dict[str, int]
     then: str
     content_free: tuple[str, ...] = ()
+    continue_head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,11 @@ class PromptTemplate:
         escaped = {key: html.escape(str(value), quote=False) for key, value in values.items()}
         return string.Template(self.template).substitute(escaped)
 
+    def head(self) -> str:
+        """The template's text before the chat, as rendered."""
+        marker = "\x00"
+        return self.render(chat=marker).split(marker, 1)[0]
+
     def content_free_prompts(self) -> list[str]:
         """The scoring prompt filled with each content-free input (a scoring template takes only `$chat`)."""
         return [self.render(chat=text) for text in self.scoring.content_free] if self.scoring else []
@@ -97,7 +106,11 @@ def prompt_name(task: str, family: Family, mode: SentimentMode | None = None) ->
 
 
 def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplate:
-    """Loads `prompts/<name>.toml` (or `<directory>/<name>.toml`); `name` may name a subfolder."""
+    """Loads `prompts/<name>.toml` (or `<directory>/<name>.toml`); `name` may name a subfolder.
+
+    A scoring prompt that continues with another prompt's head gets a version naming both (`a-v2+b-v1`), so an
+    output row says which texts wrote its summary.
+    """
     if directory is None:
         source = resources.files("prompts").joinpath(f"{name}.toml").read_text(encoding="utf-8")
     else:
@@ -106,13 +119,17 @@ def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplat
     missing = {"version", "template"} - spec.keys()
     if missing:
         raise ValueError(f"prompt {name!r} lacks {sorted(missing)}")
-    scoring = spec.get("scoring")
+    scoring, version, continue_head = spec.get("scoring"), spec["version"], None
+    if scoring and "continue_with" in scoring:
+        continued = load_prompt(scoring["continue_with"], directory)
+        version, continue_head = f"{version}+{continued.version}", continued.head()
     return PromptTemplate(
         name=name,
-        version=spec["version"],
+        version=version,
         template=spec["template"],
         stop=tuple(spec.get("stop", ())),
         scoring=LabelScoring(
-            labels=dict(scoring["labels"]), then=scoring["then"], content_free=tuple(scoring.get("content_free", ()))
+            labels=dict(scoring["labels"]), then=scoring["then"], content_free=tuple(scoring.get("content_free", ())),
+            continue_head=continue_head,
         ) if scoring else None,
     )

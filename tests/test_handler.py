@@ -1,5 +1,7 @@
 """GemmaModelHandler loads a KerasHub preset and answers a whole batch in one generate() call."""
 
+from dataclasses import replace
+
 import pytest
 
 from handlers.gemma import Choice, GemmaModelHandler, batch_sizes, length_buckets
@@ -36,6 +38,32 @@ def test_a_choice_picks_the_likeliest_option_then_generates_after_it(tiny_gemma)
     assert [(r.inference.choice, r.inference.text) for r in results] == [
         (label, summary) for _, label, summary in SCORED_LESSONS
     ]
+
+
+def test_a_choice_read_from_a_short_prompt_continues_after_the_long_one(tiny_gemma):
+    prompt = load_prompt(SCORE_PROMPT)
+    args, short_head = handler_prompt_args(prompt), "Sentiment of a chat.\n"
+    model = GemmaModelHandler(tiny_gemma, share_across_processes=False).load_model()
+    for (_, _, chat, _), (_, label, summary) in zip(TRIAGE_LESSONS, SCORED_LESSONS):
+        # One option, so the pick is known: the tiny model never saw the short prompt and would guess.
+        choice = replace(args["choice"], options=(label,), continue_head=(short_head, prompt.head()))
+        handler = GemmaModelHandler(
+            tiny_gemma, max_length=384, share_across_processes=False, stop=args["stop"], choice=choice
+        )
+        [result] = handler.run_inference([short_head + prompt.render(chat=chat).removeprefix(prompt.head())], model)
+        # The tiny model learned its summaries after the long prompt only: they come back word for word.
+        assert (result.inference.choice, result.inference.text) == (label, summary)
+
+
+def test_label_offsets_move_the_choice(tiny_gemma):
+    prompt = load_prompt(SCORE_PROMPT)
+    label = next(iter(prompt.scoring.labels))
+    handler = GemmaModelHandler(
+        tiny_gemma, max_length=384, share_across_processes=False, choose_only=True,
+        **handler_prompt_args(prompt, {label: 1000.0}),
+    )
+    results = handler.run_inference([prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model())
+    assert [r.inference.choice for r in results] == [label] * len(TRIAGE_LESSONS)
 
 
 def test_options_must_be_single_tokens(tiny_gemma):

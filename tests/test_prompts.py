@@ -2,6 +2,7 @@
 
 import pytest
 
+from pipeline.graph import handler_prompt_args
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
 
 TRIAGE_PROMPTS = [prompt_name("triage", family, mode) for family in Family for mode in SentimentMode]
@@ -64,3 +65,14 @@ def test_missing_version_is_an_error(tmp_path):
     (tmp_path / "triage.toml").write_text('template = "$chat"\n')
     with pytest.raises(ValueError, match="version"):
         load_prompt("triage", tmp_path)
+
+
+def test_a_tuned_scoring_prompt_writes_its_summary_after_the_base_examples():
+    tuned = load_prompt(prompt_name("triage", Family.TUNED, SentimentMode.SCORE))
+    base = load_prompt(prompt_name("triage", Family.BASE, SentimentMode.SCORE))
+    assert tuned.version.startswith("triage-tuned-score-") and tuned.version.endswith(f"+{base.version}")
+    assert len(tuned.render(chat="Cold fries again.")) < len(base.render(chat="Cold fries again.")) / 10
+    choice = handler_prompt_args(tuned)["choice"]
+    assert choice.continuation(tuned.render(chat="Cold fries again."), " negative") == (
+        base.render(chat="Cold fries again.") + " negative" + base.scoring.then
+    )

@@ -17,6 +17,7 @@ from local.job import StreamingJob, Tally
 from local.stack import LocalStack, Resources
 from pipeline import batch, replay
 from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
+from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 from pipeline.retry import LatestPerChat
 from pipeline.sinks import rejected_row
 from tests.conftest import read_lines, write_lines
@@ -276,7 +277,7 @@ def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack,
 
 @pytest.mark.slow
 def test_the_default_model_replays_dead_letters_of_a_failed_batch(first_run, tmp_path):
-    # Two chats whose batch failed in the first run, replayed on the local Gemma 3 270M (no --model).
+    # Two chats whose batch failed in the first run, replayed on the default model (no --model): the shipped LoRA.
     letters = [letter for letter in read_lines(first_run, "error") if letter["chat_id"] in {"2", "3"}]
     assert {letter["stage"] for letter in letters} == {"triage_inference"}
     source = write_lines(tmp_path / "letters.jsonl", letters)
@@ -286,5 +287,6 @@ def test_the_default_model_replays_dead_letters_of_a_failed_batch(first_run, tmp
 
     landed = [(row["chat_id"], row["model_id"], row["prompt_version"]) for row in read_lines(out, "main")]
     landed += [(m["chat_id"], m["model_id"], m["triage_prompt_version"]) for m in read_lines(out, "negative")]
-    assert sorted(landed) == [("2", "gemma3-270m", "triage-base-score-v1"), ("3", "gemma3-270m", "triage-base-score-v1")]
+    tuned = load_prompt(prompt_name("triage", Family.TUNED, SentimentMode.SCORE)).version
+    assert sorted(landed) == [("2", "gemma3-270m-sentiment-lora", tuned), ("3", "gemma3-270m-sentiment-lora", tuned)]
     assert read_lines(out, "error") == [] and read_lines(out, "parked") == []

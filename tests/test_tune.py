@@ -10,12 +10,13 @@ import pytest
 from handlers import lora
 from pipeline import batch, evaluate, tune
 from pipeline.contracts import LabeledExample
-from pipeline.prompts import Family, SentimentMode, detect_family, prompt_name
+from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
 from tests.conftest import write_lines
 from tests.test_evaluate import OBVIOUS_CHATS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
+TUNED_VERSION = load_prompt(tune.TUNED_PROMPT).version
 
 # Rows a tiny model can learn in a few epochs: each class has its own words.
 WORDS = {
@@ -63,11 +64,35 @@ def test_the_tuned_preset_records_its_base_and_training(tuned_tiny, tiny_gemma):
     manifest = lora.read_manifest(tuned_tiny)
     checksum = lora.weights_sha256(tiny_gemma)
     assert manifest["base"] == {"model_id": Path(tiny_gemma).name, "path": tiny_gemma, "weights_sha256": checksum}
-    assert manifest["prompt"] == {"family": "tuned", "name": "tuned/triage_score", "version": "triage-tuned-score-v1"}
+    assert manifest["prompt"] == {"family": "tuned", "name": "tuned/triage_score", "version": TUNED_VERSION}
     assert (manifest["rank"], manifest["seed"], manifest["data"]["held_out_rows"]) == (4, 0, 9)
     assert manifest["history"][0]["epoch"] == 1 and manifest["kept_epoch"] in range(1, 13)
     assert (tuned_tiny / lora.ADAPTER_NAME).stat().st_size < 1_000_000
     assert detect_family(str(tuned_tiny)) is Family.TUNED
+    assert list(manifest["label_offsets"]) == [" negative", " neutral", " positive"]
+    kept = manifest["history"][manifest["kept_epoch"] - 1]["held_out_macro_recall"]
+    assert manifest["held_out_with_offsets"]["macro_recall"] >= kept
+
+
+def test_label_offsets_reach_the_handler_only_with_the_prompt_they_were_fitted_on(tuned_tiny):
+    offsets = lora.read_manifest(tuned_tiny)["label_offsets"]
+    assert lora.label_offsets(str(tuned_tiny), tune.TUNED_PROMPT) == offsets
+    assert lora.label_offsets(str(tuned_tiny), "base/triage_score") == {}
+
+
+def test_label_offsets_lift_the_label_the_model_neglects():
+    rng = np.random.default_rng(0)
+    targets = np.repeat([0, 1, 2], 200)
+    logits = rng.normal(size=(600, 3)).astype("float32")
+    logits[np.arange(600), targets] += 2.0
+    logits[:, 1] -= 3.0  # a model that reads most neutral rows as something else
+
+    def macro_recall(scores):
+        return np.mean([(scores.argmax(axis=1)[targets == label] == label).mean() for label in range(3)])
+
+    offsets = tune.fit_label_offsets(logits, targets)
+    assert offsets[0] == 0 and 2.0 < offsets[1] < 4.0
+    assert macro_recall(logits + offsets) > macro_recall(logits) + 0.15
 
 
 def test_tuning_beats_the_base_on_the_same_rows(tuned_tiny, tiny_gemma, tmp_path):
@@ -77,7 +102,7 @@ def test_tuning_beats_the_base_on_the_same_rows(tuned_tiny, tiny_gemma, tmp_path
         "--sentiment_only", "--max_length", "384",
     ])
     tuned, base = comparison.reports
-    assert (tuned.model_id, tuned.prompt_version) == ("tiny-sentiment-lora", "triage-tuned-score-v1")
+    assert (tuned.model_id, tuned.prompt_version) == ("tiny-sentiment-lora", TUNED_VERSION)
     assert tuned.sentiment_only and tuned.valid_share == 1.0
     assert tuned.macro_recall >= 0.75, tuned.confusion
     assert tuned.macro_recall > base.macro_recall
@@ -98,7 +123,33 @@ def test_the_batch_job_runs_the_tuned_preset(tuned_tiny, tmp_path):
     assert len(records) == 2
     for record in records:
         assert record["model_id"] == "tiny-sentiment-lora"
-        assert "triage-tuned-score-v1" in (record.get("prompt_version"), record.get("triage_prompt_version"))
+        assert TUNED_VERSION in (record.get("prompt_version"), record.get("triage_prompt_version"))
+
+
+def _adapter_arrays(preset: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    arrays = {}
+    with h5py.File(preset / lora.ADAPTER_NAME) as weights:
+        weights.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_the_same_seed_trains_the_same_weights(tiny_gemma, tmp_path):
+    """What lets `make tune` reproduce the shipped preset: the split, the batch order and the LoRA init follow
+    the seed, and the training step is deterministic."""
+    rows = write_lines(tmp_path / "rows.jsonl", _separable_rows())
+    trained = []
+    for output in (tmp_path / "first", tmp_path / "second"):
+        tune.run([
+            "--labeled", str(rows), "--base", tiny_gemma, "--output", str(output), "--rank", "4", "--epochs", "2",
+            "--batch_size", "8", "--learning_rate", "0.01", "--validation_share", "0.25", "--train_layers", "2",
+            "--max_tokens", "384", "--seed", "3",
+        ])
+        trained.append(_adapter_arrays(output))
+    first, second = trained
+    assert first.keys() == second.keys() and any(np.any(array != 0) for array in first.values())
+    assert [name for name in first if not np.array_equal(first[name], second[name])] == []
 
 
 def test_a_changed_base_is_refused(tuned_tiny, tiny_gemma, tmp_path):
@@ -123,13 +174,13 @@ def test_the_shipped_lora_loads_on_the_real_270m_and_reads_obvious_chats(tmp_pat
     assert lora.read_manifest(SHIPPED)["base"]["model_id"] == "gemma3_270m_base"
     rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": label} for i, t, label in OBVIOUS_CHATS])
     (report,) = evaluate.run(["--labeled", str(rows), "--model", str(SHIPPED), "--sentiment_only"]).reports
-    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", "triage-tuned-score-v1")
+    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", TUNED_VERSION)
     # Neutral is the tuned model's weak class (README); the plain angry and happy chats must be right.
     assert (report.recall["negative"], report.recall["positive"]) == (1.0, 1.0), report.confusion
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped LoRA (900 training rows) reads 4 of 14 angry samples as neutral")
+@pytest.mark.xfail(strict=True, reason="the shipped LoRA reads 1 of 14 angry samples (app-36, Korean) as neutral")
 def test_the_shipped_lora_finds_every_angry_sample_chat():
     (report,) = evaluate.run([
         "--labeled", str(REPOSITORY / "samples" / "chats.jsonl"),
