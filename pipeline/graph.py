@@ -19,6 +19,9 @@ APOLOGY_NAMESPACE = "apology_model"
 # A summary is at most 512 characters (JSON around it included, about 128 tokens); a draft apology is one reply line.
 TRIAGE_REPLY_TOKENS = 128
 APOLOGY_REPLY_TOKENS = 192
+# The shortest chat (a valid chat is never empty), user id and summary: the warm-up's prompt is the template around
+# them, so it is the shortest prompt the handler can be sent and every length bucket a stream reaches is above it.
+_SHORTEST_FIELDS = {"chat": "ok", "user_id": "1", "summary": "ok"}
 
 
 def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[GemmaModelHandler, PromptTemplate]:
@@ -31,7 +34,7 @@ def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
         metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **handler_prompt_args(prompt),
-        **_batching(options), choose_only=choose_only,
+        **_batching(options), choose_only=choose_only, warm_up_prompt=_warm_up_prompt(options, prompt),
     )
     return handler, prompt
 
@@ -44,7 +47,7 @@ def apology_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemp
         preset, model_id=None if options.apology_model else options.model_id,
         max_length=options.apology_max_length, sampler=options.apology_sampler,
         metrics_namespace=APOLOGY_NAMESPACE, reply_tokens=APOLOGY_REPLY_TOKENS, **handler_prompt_args(prompt),
-        **_batching(options),
+        **_batching(options), warm_up_prompt=_warm_up_prompt(options, prompt),
     )
     return handler, prompt
 
@@ -58,6 +61,12 @@ def _batching(options: TriageOptions) -> dict:
         "max_batch_duration_secs": options.max_batch_duration_secs,
         "share_across_processes": options.share_model_across_processes,
     }
+
+
+def _warm_up_prompt(options: TriageOptions, prompt: PromptTemplate) -> str | None:
+    """With `--warm_up`, the shortest prompt of this template, from which the handler's warm-up finds its shapes."""
+    # A template ignores the fields it has no placeholder for.
+    return prompt.render(**_SHORTEST_FIELDS) if options.warm_up else None
 
 
 def _family(options: TriageOptions, preset: str) -> Family:
@@ -91,6 +100,11 @@ class TriageChats(beam.PTransform):
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
         (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
+        if triage_handler.model_tag == apology_handler.model_tag:
+            # One model serves both steps, and Beam calls load_model on whichever step loads it first only: each
+            # step's warm-up covers the other's shapes, so the first negative chat compiles nothing either.
+            triage_handler.warm_up_also(apology_handler)
+            apology_handler.warm_up_also(triage_handler)
         return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, options.inference_timeout_secs)
 
     def expand(self, payloads):
