@@ -327,6 +327,20 @@ def latency_summary(published_at: datetime, processed_at: dict[str, object]) -> 
     }
 
 
+def _warm_up_metrics(result) -> dict:
+    """Shapes and seconds of the handlers' warm-up at model load (`--warm_up`), from the job's Beam metrics."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    found = {
+        name: result.metrics().query(MetricsFilter().with_name(name))
+        for name in ("warm_up_shapes", "warm_up_milli_secs")
+    }
+    return {
+        "shapes": sum(counter.committed for counter in found["warm_up_shapes"]["counters"]),
+        "seconds": round(sum(d.committed.sum for d in found["warm_up_milli_secs"]["distributions"]) / 1000, 1),
+    }
+
+
 def measure_streaming(arguments, workdir: Path) -> dict:
     """The streaming job on the local stack (Pub/Sub and BigQuery emulators): chats/s, latency per chat, compilations.
 
@@ -376,6 +390,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
             complete = tally.wait(job, timeout)
             count, seconds = compiles.snapshot()
             after = collections.Counter(compiles.by_function) - warm_functions
+            handler_warm_up = _warm_up_metrics(job.result)
         finally:
             cancel_s = job.cancel()
         processed = {str(row["chat_id"]): row["processed_at"] for row in tally.rows if row["chat_id"] in tally.expected}
@@ -383,7 +398,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
         latency = latency_summary(published_at, processed)
     return {
         "status": "complete" if complete else f"incomplete after {timeout} s: {tally.summary()}",
-        "warmup_chats": len(warmup), "warmup_s": round(warmup_s, 1),
+        "warmup_chats": len(warmup), "warmup_s": round(warmup_s, 1), "handler_warm_up": handler_warm_up,
         "warmup_compiles": warm_count, "warmup_compile_s": round(warm_seconds, 1),
         "compiles_after_warmup": count - warm_count, "compile_s_after_warmup": round(seconds - warm_seconds, 1),
         "compiled_after_warmup": dict(after),

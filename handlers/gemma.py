@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.utils import shared
 
 __all__ = [
     "Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator", "WarmUp", "batch_sizes", "length_buckets",
@@ -399,6 +400,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._warmed = warm_up_prompt is None
         self._unreported: WarmUp | None = None
         self._companions: list[GemmaModelHandler] = []
+        self._in_process: shared.Shared | None = None
         self._generate_calls = Metrics.counter(metrics_namespace, "generate_calls")
         self._prompts = Metrics.counter(metrics_namespace, "prompts")
         self._batch_sizes = Metrics.distribution(metrics_namespace, "batch_size")
@@ -422,14 +424,28 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         return "gemma-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def load_model(self) -> KerasHubGenerator:
+        if self._in_process is None:
+            return self._load()
+        return self._in_process.acquire(self._load, tag=self.model_tag)
+
+    def _load(self) -> KerasHubGenerator:
         model = KerasHubGenerator(self._preset)
         self._warm_up(model)
         return model
 
-    def warm_up_also(self, other: GemmaModelHandler) -> None:
-        """Makes this handler's warm-up run `other`'s shapes too: for a step whose model (same `model_tag`) the
-        other step may load, since Beam calls `load_model` only on the step that loads it."""
+    def share_model_with(self, other: GemmaModelHandler) -> None:
+        """Makes this handler and `other` (same `model_tag`, two RunInference steps) use one loaded model.
+
+        With `share_across_processes`, Beam already gives the steps one copy per worker. Without it, Beam keeps a
+        model per step whatever its `model_identifier` (each step's DoFn has a `Shared` handle of its own), so a
+        handle common to both handlers makes the second step get the first one's model in the same process.
+        Either step may load it first: its warm-up covers the other's shapes too.
+        """
+        if other.model_tag != self.model_tag:
+            raise ValueError(f"{self.model_tag} and {other.model_tag} are different models")
+        self._in_process = other._in_process = self._in_process or other._in_process or shared.Shared()
         self._companions.append(other)
+        other._companions.append(self)
 
     def _warm_up(self, model: KerasHubGenerator) -> None:
         """Runs the shapes of this handler's batches (see `warm_up_prompt`) and its companions', once per copy.

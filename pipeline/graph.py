@@ -101,10 +101,8 @@ class TriageChats(beam.PTransform):
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
         (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
         if triage_handler.model_tag == apology_handler.model_tag:
-            # One model serves both steps, and Beam calls load_model on whichever step loads it first only: each
-            # step's warm-up covers the other's shapes, so the first negative chat compiles nothing either.
-            triage_handler.warm_up_also(apology_handler)
-            apology_handler.warm_up_also(triage_handler)
+            # One copy of the weights for both steps, warmed for both at load: the first negative chat compiles nothing.
+            triage_handler.share_model_with(apology_handler)
         return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, options.inference_timeout_secs)
 
     def expand(self, payloads):

@@ -159,7 +159,7 @@ def test_after_the_warm_up_at_load_a_varied_stream_compiles_nothing(tiny_gemma, 
     ])
     handler, prompt = triage_model(options)
     apology, apology_prompt = apology_model(options)
-    handler.warm_up_also(apology)  # as TriageChats does: one model, which the triage step loads
+    handler.share_model_with(apology)  # as TriageChats does: one model, which the triage step loads
     with CompileCounter() as compiles:
         model = handler.load_model()
         warm_up_compiles = compiles.count
@@ -171,8 +171,22 @@ def test_after_the_warm_up_at_load_a_varied_stream_compiles_nothing(tiny_gemma, 
             results = handler.run_inference(batch, model)
             lengths |= {r.inference.sequence_length for r in results}
         _, user_id, summary, _ = APOLOGY_LESSON
+        assert apology.load_model() is model, "one copy of the weights for both steps"
         drafts = apology.run_inference([apology_prompt.render(chat=chats[0], user_id=user_id, summary=summary)] * 3, model)
     assert warm_up_compiles > 0
     assert drafts[0].inference.prompt_fitted
     assert {0, 512, 768} <= lengths, "two buckets at least, and a prompt that fits none"
     assert compiles.count == warm_up_compiles, dict(compiles.by_function)
+
+
+def test_two_steps_sharing_a_model_load_it_once_per_process_even_without_sharing_across_processes(tiny_gemma):
+    from apache_beam.internal import pickler
+
+    triage = GemmaModelHandler(tiny_gemma, max_length=384, share_across_processes=False)
+    apology = GemmaModelHandler(tiny_gemma, max_length=768, share_across_processes=False)
+    triage.share_model_with(apology)
+    # Beam ships each step's handler in a DoFn of its own; Beam's own Shared handle would load one model per step.
+    shipped_triage, shipped_apology = (pickler.loads(pickler.dumps(handler)) for handler in (triage, apology))
+    assert shipped_apology.load_model() is shipped_triage.load_model()
+    with pytest.raises(ValueError, match="different models"):
+        triage.share_model_with(GemmaModelHandler(tiny_gemma, sampler="top_k"))
