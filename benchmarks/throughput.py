@@ -86,6 +86,12 @@ def _peak_rss_mb() -> float:
     return round(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
 
 
+def _children_cpu_s() -> float:
+    """User and system CPU seconds of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _load_avg() -> str:
     """The 1, 5 and 15 minute load averages, as `uptime` shows them."""
     return " ".join(open("/proc/loadavg").read().split()[:3])
@@ -444,10 +450,15 @@ def _child(arguments, phase: str) -> dict:
         "--sentiment_mode", arguments.sentiment_mode, *(["--quick"] if arguments.quick else []),
     ]
     print(f"[{time.strftime('%H:%M:%S')}] {phase} (load {_load_avg()}) ...", file=sys.stderr, flush=True)
+    started, cpu_before = time.monotonic(), _children_cpu_s()
     completed = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode != 0:
         return {"status": f"failed with exit code {completed.returncode}"}
     result = json.loads(completed.stdout.strip().splitlines()[-1])
+    # The phase's process as a whole (start-up and imports too). Its CPU seconds bound what it would take on idle
+    # cores: at least cpu_s / cores, at most cpu_s (when it runs on one core at a time).
+    result["process_s"] = round(time.monotonic() - started, 1)
+    result["process_cpu_s"] = round(_children_cpu_s() - cpu_before, 1)
     print(f"[{time.strftime('%H:%M:%S')}] {phase}: {json.dumps(result)}", file=sys.stderr, flush=True)
     return result
 

@@ -190,3 +190,28 @@ def test_two_steps_sharing_a_model_load_it_once_per_process_even_without_sharing
     assert shipped_apology.load_model() is shipped_triage.load_model()
     with pytest.raises(ValueError, match="different models"):
         triage.share_model_with(GemmaModelHandler(tiny_gemma, sampler="top_k"))
+
+
+@pytest.mark.slow
+def test_the_real_gemma3_compiles_nothing_after_its_warm_up(gemma3_preset):
+    from benchmarks.compiles import CompileCounter
+
+    template = "Question: {}\nAnswer:"
+    handler = GemmaModelHandler(
+        str(gemma3_preset), max_length=128, reply_tokens=16, max_batch_size=2, stop=("\n",),
+        share_across_processes=False, warm_up_prompt=template.format("ok"),
+    )
+    with CompileCounter() as compiles:
+        model = handler.load_model()
+        warm_up_compiles = compiles.count
+        # Prompts of 13, 62, about 87 and 167 tokens: with the reply budget, buckets 64, 96, 128 and none.
+        questions = ["What is the capital of France?", "Name a colour." * 14, "What is 2 + 2? " * 10, "Why? " * 80]
+        lengths, replies = set(), []
+        for batch in (questions[:1], questions[1:2], questions[2:], questions[:2]):
+            results = handler.run_inference([template.format(q) for q in batch], model)
+            lengths |= {r.inference.sequence_length for r in results}
+            replies += [r.inference.text for r in results]
+    assert warm_up_compiles > 0
+    assert lengths == {0, 64, 96, 128}, "every bucket the warm-up ran, and a prompt that fits none"
+    assert compiles.count == warm_up_compiles, dict(compiles.by_function)
+    assert "Paris" in replies[0]
