@@ -43,8 +43,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("pipeline", "floor", "blueprint", "recompiles")
-# Quick mode: under 5 minutes on two idle cores with Gemma 3 270M.
-QUICK = {"chats": 8, "recompile_batch_size": 2}
+# Quick mode: under 5 minutes on two idle cores with Gemma 3 270M. Each phase costs a process start, imports and a
+# model load (about 30 s) besides its chats; `recompiles` (a warm-up at load, about 80 s on a loaded machine) runs
+# only when named: the tests and the streaming phase check compilations after warm-up.
+QUICK = {"chats": 8, "phases": ("pipeline", "floor", "blueprint"), "recompile_batch_size": 2}
 # Makes a chat about 150 tokens longer, into the next length bucket.
 _LONGER = " Let me repeat it: the order was late, the food was cold, the driver was rude, and nobody answered." * 5
 
@@ -63,14 +65,23 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--sentiment_mode", default="generate", choices=("generate", "score"),
         help="The triage mode the pipeline runs (and the floor and the blueprint imitate).",
     )
-    parser.add_argument("--quick", action="store_true", help=f"Fewer chats ({QUICK['chats']}): under 5 minutes.")
-    parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated subset of " + ",".join((*PHASES, "streaming")))
+    parser.add_argument(
+        "--quick", action="store_true",
+        help=f"Fewer chats ({QUICK['chats']}) and phases ({','.join(QUICK['phases'])} unless --phases names others): "
+        "under 5 minutes.",
+    )
+    parser.add_argument(
+        "--phases", default=None,
+        help="Comma-separated subset of " + ",".join((*PHASES, "streaming")) + " (default: all but streaming).",
+    )
     parser.add_argument("--streaming", action="store_true", help="Also run the streaming job on the local stack.")
     parser.add_argument("--workdir", default=None, help="Where chats and outputs go (default: a temporary folder).")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase in this process
     arguments = parser.parse_args(argv)
     if arguments.quick:
         arguments.chats = QUICK["chats"]
+    if arguments.phases is None:
+        arguments.phases = ",".join(QUICK["phases"] if arguments.quick else PHASES)
     return arguments
 
 
