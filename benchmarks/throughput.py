@@ -11,11 +11,13 @@ memory and compilations are its own):
    `FnApiRunner`; `streaming` (with `--streaming`, or named in `--phases`): the streaming job on the local stack
    (`measure_streaming`), chats/s, p50/p95 latency per chat and compilations after a warm-up;
 3. `blueprint`: one `generate()` call per prompt at the full `max_length`, as the blueprint's handler did;
-4. `recompiles`: the project's handler fed a stream of varied batch sizes and chat lengths, counting XLA
-   compilations after a warm-up pass.
+4. `recompiles`: the project's handler, warmed up at load (`--warm_up`), fed a stream of varied batch sizes and
+   chat lengths, counting XLA compilations after the warm-up.
 
 The floor and the blueprint run exactly the prompts the pipeline ran: the triage prompt of every chat, then the
-apology prompt of every chat the pipeline found negative (with the summary it wrote). Seconds are measured
+apology prompt of every chat the pipeline found negative (with the summary it wrote). With `--sentiment_mode
+score` they also make the handler's scoring pass first (its calibration pass once) and generate what follows
+the picked label, as the pipeline does. Seconds are measured
 without model loading and without JAX compilation (both reported apart), so that the figures are steady-state
 throughput. The summary is printed as JSON on the last line.
 """
@@ -41,8 +43,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("pipeline", "floor", "blueprint", "recompiles")
-# Quick mode: under 5 minutes on two idle cores with Gemma 3 270M.
-QUICK = {"chats": 16, "recompile_batch_size": 4}
+# Quick mode: under 5 minutes on two idle cores with Gemma 3 270M. Each phase costs a process start, imports and a
+# model load (about 30 s) besides its chats; `recompiles` (a warm-up at load, about 80 s on a loaded machine) runs
+# only when named: the tests and the streaming phase check compilations after warm-up.
+QUICK = {"chats": 8, "phases": ("pipeline", "floor", "blueprint"), "recompile_batch_size": 2}
 # Makes a chat about 150 tokens longer, into the next length bucket.
 _LONGER = " Let me repeat it: the order was late, the food was cold, the driver was rude, and nobody answered." * 5
 
@@ -55,19 +59,29 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8, help="Prompts per generate() call (B).")
     parser.add_argument("--max_length", type=int, default=512, help="Triage max_length, prompt plus reply.")
     parser.add_argument("--apology_max_length", type=int, default=768, help="Apology max_length.")
-    # Only `generate`: there the three approaches send the same prompts to generate(). In `score` mode (the jobs'
-    # default) the pipeline first scores the labels in a forward pass of its own, which has no counterpart here.
+    # In `score` mode (the jobs' default) the floor and the blueprint make the handler's scoring pass too, then
+    # generate what follows the picked label: the same work as the pipeline.
     parser.add_argument(
-        "--sentiment_mode", default="generate", choices=("generate",), help="The triage mode the pipeline runs."
+        "--sentiment_mode", default="generate", choices=("generate", "score"),
+        help="The triage mode the pipeline runs (and the floor and the blueprint imitate).",
     )
-    parser.add_argument("--quick", action="store_true", help=f"Fewer chats ({QUICK['chats']}): under 5 minutes.")
-    parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated subset of " + ",".join((*PHASES, "streaming")))
+    parser.add_argument(
+        "--quick", action="store_true",
+        help=f"Fewer chats ({QUICK['chats']}) and phases ({','.join(QUICK['phases'])} unless --phases names others): "
+        "under 5 minutes.",
+    )
+    parser.add_argument(
+        "--phases", default=None,
+        help="Comma-separated subset of " + ",".join((*PHASES, "streaming")) + " (default: all but streaming).",
+    )
     parser.add_argument("--streaming", action="store_true", help="Also run the streaming job on the local stack.")
     parser.add_argument("--workdir", default=None, help="Where chats and outputs go (default: a temporary folder).")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase in this process
     arguments = parser.parse_args(argv)
     if arguments.quick:
         arguments.chats = QUICK["chats"]
+    if arguments.phases is None:
+        arguments.phases = ",".join(QUICK["phases"] if arguments.quick else PHASES)
     return arguments
 
 
@@ -81,6 +95,12 @@ def _peak_rss_mb() -> float:
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     )
     return round(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
+
+
+def _children_cpu_s() -> float:
+    """User and system CPU seconds of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _load_avg() -> str:
@@ -193,7 +213,7 @@ def _run_bare(arguments, per_element: bool) -> dict:
 
     from benchmarks.compiles import CompileCounter
     from handlers.gemma import KerasHubGenerator
-    from pipeline.graph import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS
+    from pipeline.graph import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS, handler_prompt_args
 
     workdir = Path(arguments.workdir)
     (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
@@ -206,14 +226,19 @@ def _run_bare(arguments, per_element: bool) -> dict:
         (apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
     )
     generated = calls = 0
+    baselines: dict = {}
     with CompileCounter() as compiles:
         started = time.monotonic()
         for template, prompts, max_length, reply_tokens in tasks:
             size = 1 if per_element else arguments.batch_size
             for first in range(0, len(prompts), size):
+                batch = prompts[first : first + size]
+                choice = handler_prompt_args(template)["choice"]
+                if choice:
+                    picks = _picks(model, choice, batch, max_length, baselines)
+                    batch = [prompt + pick + choice.then for prompt, pick in zip(batch, picks)]
                 replies = model.generate(
-                    prompts[first : first + size], max_length, "greedy", template.stop,
-                    reply_tokens=None if per_element else reply_tokens,
+                    batch, max_length, "greedy", template.stop, reply_tokens=None if per_element else reply_tokens,
                 )
                 calls += 1
                 # The reply and its stop token.
@@ -226,6 +251,16 @@ def _run_bare(arguments, per_element: bool) -> dict:
     }
 
 
+def _picks(model, choice, prompts: list[str], max_length: int, baselines: dict) -> list[str]:
+    """Score mode's label for each prompt, as the handler picks it: the scoring pass, less the options' mean
+    log-probability on the content-free prompts (a pass made once, as the handler makes it once per model)."""
+    option_ids = model.token_ids(choice.options)
+    if choice not in baselines:
+        baselines[choice] = model.next_token_logprobs(list(choice.baseline_prompts), option_ids).mean(axis=0)
+    scores = model.next_token_logprobs(prompts, option_ids, max_length=max_length) - baselines[choice]
+    return [choice.options[best] for best in scores.argmax(axis=1)]
+
+
 def phase_floor(arguments, workdir: Path) -> dict:
     return _run_bare(arguments, per_element=False)
 
@@ -235,10 +270,11 @@ def phase_blueprint(arguments, workdir: Path) -> dict:
 
 
 def phase_recompiles(arguments, workdir: Path) -> dict:
-    """The project's handler on a stream of varied batch sizes and chat lengths: compilations after a warm-up.
+    """The project's handler, warmed up at load (`--warm_up`), fed a stream of varied batch sizes and chat lengths:
+    XLA compilations after the warm-up.
 
-    The warm-up pass sends one batch of each padded size; the measured pass sends other chats, longer and
-    shorter, in batch sizes from 1 to B in another order, as a streaming job's batching would.
+    The stream sends the chats as they are and made longer (across length buckets), in batch sizes from 1 to B in
+    an order of their own, as a streaming job's batches come.
     """
     from benchmarks.compiles import CompileCounter
     from pipeline.graph import triage_model
@@ -248,22 +284,15 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
     options = TriageOptions([
         "--model", arguments.model, "--sentiment_mode", arguments.sentiment_mode,
         "--max_length", str(arguments.max_length), "--max_batch_size", str(largest),
-        "--share_model_across_processes", "false",
+        "--share_model_across_processes", "false", "--warm_up", "true",
     ])
     handler, prompt = triage_model(options)
-    model = handler.load_model()
     chats = [json.loads(line) for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()]
     render = lambda chat, extra: prompt.render(chat=chat["chat_message"] + extra, user_id=chat["user_id"])  # noqa: E731
-    from handlers.gemma import batch_sizes
-
-    # Warm-up: each padded size twice, once with the chats as they are and once with one made longer (which takes
-    # the batch into the next length bucket), as the first minutes of a streaming job would.
-    warm = [
-        [render(chat, "") for chat in itertools.islice(itertools.cycle(chats), size - 1)] + [render(chats[0], extra)]
-        for size in reversed(batch_sizes(largest)) for extra in ("", _LONGER)
+    # Quick: B-1, 1, then B.
+    stream_sizes = [max(largest - 1, 1), 1, largest] if arguments.quick else [
+        *range(largest, 0, -2), *range(1, largest + 1, 2)
     ]
-    # Sizes 1..B in another order (quick: B-1, then 1), the chats made longer or shorter than in the warm-up.
-    stream_sizes = [largest - 1, 1] if arguments.quick else [*range(largest, 0, -2), *range(1, largest + 1, 2)]
     extras = ("", " Thanks.", _LONGER, " Also, my order number is 5521 and I am still waiting.")
     cycle = itertools.cycle(chats[::-1])
     stream = [
@@ -273,16 +302,14 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
     lengths = set()
     with CompileCounter() as compiles:
         started = time.monotonic()
-        for batch in warm:
-            lengths |= {r.inference.sequence_length for r in handler.run_inference(batch, model)}
+        model = handler.load_model()
         warm_count, warm_seconds = compiles.snapshot()
         warm_wall = time.monotonic() - started
         for batch in stream:
             lengths |= {r.inference.sequence_length for r in handler.run_inference(batch, model)}
         count, _ = compiles.snapshot()
     return {
-        "warmup_batches": [len(b) for b in warm], "warmup_compiles": warm_count,
-        "warmup_s": round(warm_wall, 1), "warmup_compile_s": round(warm_seconds, 1),
+        "warmup_compiles": warm_count, "warmup_s": round(warm_wall, 1), "warmup_compile_s": round(warm_seconds, 1),
         "stream_batches": stream_sizes, "sequence_lengths": sorted(lengths),
         "compiles_after_warmup": count - warm_count,
         "compiled_after_warmup": dict(compiles.by_function) if count > warm_count else {},
@@ -324,6 +351,20 @@ def latency_summary(published_at: datetime, processed_at: dict[str, object]) -> 
         # From publishing to the last output; from the first output to the last.
         "publish_to_last_s": rounded(latencies[-1] if latencies else None),
         "first_to_last_s": rounded((stamps[-1] - stamps[0]).total_seconds() if stamps else None),
+    }
+
+
+def _warm_up_metrics(result) -> dict:
+    """Shapes and seconds of the handlers' warm-up at model load (`--warm_up`), from the job's Beam metrics."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    found = {
+        name: result.metrics().query(MetricsFilter().with_name(name))
+        for name in ("warm_up_shapes", "warm_up_milli_secs")
+    }
+    return {
+        "shapes": sum(counter.committed for counter in found["warm_up_shapes"]["counters"]),
+        "seconds": round(sum(d.committed.sum for d in found["warm_up_milli_secs"]["distributions"]) / 1000, 1),
     }
 
 
@@ -376,6 +417,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
             complete = tally.wait(job, timeout)
             count, seconds = compiles.snapshot()
             after = collections.Counter(compiles.by_function) - warm_functions
+            handler_warm_up = _warm_up_metrics(job.result)
         finally:
             cancel_s = job.cancel()
         processed = {str(row["chat_id"]): row["processed_at"] for row in tally.rows if row["chat_id"] in tally.expected}
@@ -383,7 +425,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
         latency = latency_summary(published_at, processed)
     return {
         "status": "complete" if complete else f"incomplete after {timeout} s: {tally.summary()}",
-        "warmup_chats": len(warmup), "warmup_s": round(warmup_s, 1),
+        "warmup_chats": len(warmup), "warmup_s": round(warmup_s, 1), "handler_warm_up": handler_warm_up,
         "warmup_compiles": warm_count, "warmup_compile_s": round(warm_seconds, 1),
         "compiles_after_warmup": count - warm_count, "compile_s_after_warmup": round(seconds - warm_seconds, 1),
         "compiled_after_warmup": dict(after),
@@ -419,10 +461,15 @@ def _child(arguments, phase: str) -> dict:
         "--sentiment_mode", arguments.sentiment_mode, *(["--quick"] if arguments.quick else []),
     ]
     print(f"[{time.strftime('%H:%M:%S')}] {phase} (load {_load_avg()}) ...", file=sys.stderr, flush=True)
+    started, cpu_before = time.monotonic(), _children_cpu_s()
     completed = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode != 0:
         return {"status": f"failed with exit code {completed.returncode}"}
     result = json.loads(completed.stdout.strip().splitlines()[-1])
+    # The phase's process as a whole (start-up and imports too). Its CPU seconds bound what it would take on idle
+    # cores: at least cpu_s / cores, at most cpu_s (when it runs on one core at a time).
+    result["process_s"] = round(time.monotonic() - started, 1)
+    result["process_cpu_s"] = round(_children_cpu_s() - cpu_before, 1)
     print(f"[{time.strftime('%H:%M:%S')}] {phase}: {json.dumps(result)}", file=sys.stderr, flush=True)
     return result
 

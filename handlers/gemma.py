@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -15,8 +16,12 @@ from typing import Any, NamedTuple
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.utils import shared
 
-__all__ = ["Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator", "batch_sizes", "length_buckets"]
+__all__ = [
+    "Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator", "WarmUp", "batch_sizes", "length_buckets",
+    "scoring_widths",
+]
 
 SamplerSpec = str | Mapping[str, Any]
 _INFERENCE_ARGS = frozenset({"max_length", "sampler"})
@@ -53,6 +58,26 @@ def batch_sizes(max_batch_size: int) -> tuple[int, ...]:
         sizes.append(size)
         size *= 2
     return (*sizes, max_batch_size)
+
+
+def reachable_lengths(shortest_tokens: int, max_length: int, reply_tokens: int | None) -> tuple[int, ...]:
+    """The `length_buckets(max_length)` that `generate()` can run a prompt of at least `shortest_tokens` at."""
+    if reply_tokens is None:
+        return (max_length,)
+    lowest = min(_bucket(shortest_tokens + reply_tokens), max_length)
+    return tuple(length for length in length_buckets(max_length) if length >= lowest)
+
+
+def scoring_widths(shortest_tokens: int, max_length: int) -> tuple[int, ...]:
+    """The widths the scoring pass runs prompts of `shortest_tokens` and more, shorter than `max_length`, at.
+
+    Unlike `generate()`'s lengths these are not capped by `max_length`: a prompt is scored at its own bucket.
+    """
+    widths, width = [], _bucket(shortest_tokens)
+    while width <= _bucket(max_length - 1):
+        widths.append(width)
+        width = _bucket(width + 1)
+    return tuple(widths)
 
 
 def _smallest_at_least(sizes: Sequence[int], needed: int) -> int:
@@ -103,6 +128,13 @@ class Choice:
         return prompt + option + self.then
 
 
+class WarmUp(NamedTuple):
+    """What a warm-up ran: the shapes it compiled (those not run before on this model) and the seconds it took."""
+
+    shapes: int
+    seconds: float
+
+
 def _cut(text: str, stop: Sequence[str]) -> str:
     """`text` up to the first of the `stop` texts."""
     for marker in stop:
@@ -130,6 +162,8 @@ class KerasHubGenerator:
             stop.append(self._tokenizer.token_to_id(_END_OF_TURN))
         self._stop_token_ids = tuple(stop)
         self._forward = None
+        # The shapes warm-up has run, so that a second handler or thread sharing this model does not run them again.
+        self._warm: set[tuple] = set()
         # Two RunInference steps may share one loaded model (the same tag), and a streaming runner calls from
         # several threads: one call at a time keeps the sampler and the compiled functions consistent.
         self._lock = threading.Lock()
@@ -173,12 +207,7 @@ class KerasHubGenerator:
             sequence_length = min(_bucket(needed), max_length)
             batch = [prompts[index] for index in fitting]
             batch += batch[-1:] * max(0, (pad_to or 0) - len(batch))
-            stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
-            with self._lock:
-                self._use_sampler(sampler)
-                replies = self._model.generate(
-                    batch, max_length=sequence_length, stop_token_ids=stop_ids, strip_prompt=True
-                )
+            replies = self._generate_at(batch, sequence_length, sampler, stop)
             for index, reply in zip(fitting, replies):
                 texts[index] = _cut(str(reply), stop)
         return [
@@ -186,17 +215,80 @@ class KerasHubGenerator:
             for text, count in zip(texts, counts)
         ]
 
+    def _generate_at(self, batch: list[str], sequence_length: int, sampler: SamplerSpec, stop: Sequence[str]) -> list:
+        # KerasHub's JAX generate() takes the stop ids as a static argument: other ids compile another function.
+        stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+        with self._lock:
+            self._use_sampler(sampler)
+            return self._model.generate(batch, max_length=sequence_length, stop_token_ids=stop_ids, strip_prompt=True)
+
+    def warm_up(
+        self,
+        prompt: str,
+        max_length: int,
+        sampler: SamplerSpec,
+        stop: Sequence[str] = (),
+        *,
+        reply_tokens: int | None = None,
+        batch_sizes: Sequence[int] = (1,),
+    ) -> WarmUp:
+        """Runs `generate()` at every shape a stream of prompts no shorter than `prompt` can meet.
+
+        One call per padded batch size in `batch_sizes` and length bucket a prompt of at least `prompt`'s tokens
+        can land in (`reachable_lengths`), with the same arguments as `generate` (its stop texts and sampler:
+        other stop ids or another sampler compile another function). Shapes already warmed on this model are
+        skipped.
+        """
+        started, shapes = time.monotonic(), 0
+        [tokens] = self._prompt_tokens([prompt])
+        for length in reachable_lengths(tokens, max_length, reply_tokens):
+            for size in batch_sizes:
+                shape = ("generate", size, length, json.dumps(sampler, sort_keys=True), tuple(stop))
+                if shape not in self._warm and tokens < length:
+                    self._generate_at([prompt] * size, length, sampler, stop)
+                    self._warm.add(shape)
+                    shapes += 1
+        return WarmUp(shapes, round(time.monotonic() - started, 2))
+
+    def warm_up_scoring(
+        self, prompt: str, max_length: int, token_ids: Sequence[int], *, batch_sizes: Sequence[int] = (1,)
+    ) -> WarmUp:
+        """Runs the scoring pass (`next_token_logprobs`) at every shape prompts of `prompt`'s tokens up to
+        `max_length` can meet: each batch size and each width of `scoring_widths`. Shapes already warmed are skipped.
+        """
+        started, shapes = time.monotonic(), 0
+        sequences = self._sequences([prompt])
+        for width in scoring_widths(len(sequences[0]), max_length):
+            for size in batch_sizes:
+                if ("score", size, width) not in self._warm:
+                    self._score_padded(sequences, token_ids, size, width)
+                    self._warm.add(("score", size, width))
+                    shapes += 1
+        return WarmUp(shapes, round(time.monotonic() - started, 2))
+
     def next_token_logprobs(
-        self, prompts: list[str], token_ids: Sequence[int], *, pad_to: int | None = None
+        self, prompts: list[str], token_ids: Sequence[int], *, pad_to: int | None = None, max_length: int | None = None
     ) -> np.ndarray:
         """Log-probabilities, shape (prompts, token_ids), of each token following each prompt: one forward pass.
 
         Sequences are padded to a length of `length_buckets` and the batch to `pad_to` rows (empty ones), so
-        varied batches compile the pass a few times only.
+        varied batches compile the pass a few times only. With `max_length`, a prompt that fills it is left out
+        (its row is -inf): `generate()` will not run it, and scoring it would compile a width of its own.
         """
-        sequences = [[self._tokenizer.start_token_id, *np.asarray(ids).tolist()] for ids in self._tokenizer(prompts)]
-        width = _bucket(max(map(len, sequences)))
-        token_matrix = np.zeros((max(len(sequences), pad_to or 0), width), dtype="int32")
+        sequences = self._sequences(prompts)
+        scored = [row for row, sequence in enumerate(sequences) if max_length is None or len(sequence) < max_length]
+        scores = np.full((len(sequences), len(token_ids)), -np.inf, dtype="float32")
+        if scored:
+            batch = [sequences[row] for row in scored]
+            scores[scored] = self._score_padded(batch, token_ids, pad_to or 0, _bucket(max(map(len, batch))))
+        return scores
+
+    def _sequences(self, prompts: list[str]) -> list[list[int]]:
+        return [[self._tokenizer.start_token_id, *np.asarray(ids).tolist()] for ids in self._tokenizer(prompts)]
+
+    def _score_padded(self, sequences: list[list[int]], token_ids: Sequence[int], rows: int, width: int) -> np.ndarray:
+        """The scoring pass on `sequences` padded to `rows` rows (empty ones) and `width` tokens."""
+        token_matrix = np.zeros((max(len(sequences), rows), width), dtype="int32")
         last = np.zeros(len(token_matrix), dtype="int32")
         for row, sequence in enumerate(sequences):
             token_matrix[row, : len(sequence)] = sequence
@@ -263,6 +355,12 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             whole length, so a shorter one is faster); without it, at `max_length`.
         choose_only: with `choice`, stop after picking: each reply is empty, with the option in its `choice`
             (for measuring the sentiment alone, several times faster than generating a summary too).
+        warm_up_prompt: the shortest prompt this handler will be sent (its template around a one-word chat).
+            With it, the model runs every shape a stream can meet before the first batch is answered: each
+            padded batch size at each length bucket a prompt at least this long can land in, for `generate()`
+            and, with `choice`, for the scoring pass (`KerasHubGenerator.warm_up`). It costs load time (measured:
+            12 shapes of the 270M model, up to batch 8 × 768 tokens, in 302 s on two busy CPU cores), and no
+            batch compiles after it.
 
     Batches are padded to one of `batch_sizes(max_batch_size)` rows, so the model compiles a few shapes only.
 
@@ -289,6 +387,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         choice: Choice | None = None,
         reply_tokens: int | None = None,
         choose_only: bool = False,
+        warm_up_prompt: str | None = None,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -309,9 +408,18 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._choose_only = choose_only
         self._padded_sizes = batch_sizes(max_batch_size)
         self._baseline: np.ndarray | None = None
+        self._warm_up_prompt = warm_up_prompt
+        # Whether this copy of the handler has warmed its model; a warm-up done at load, before any bundle, is
+        # reported to the metrics with the first batch (Beam has no metrics context while it loads the model).
+        self._warmed = warm_up_prompt is None
+        self._unreported: WarmUp | None = None
+        self._companions: list[GemmaModelHandler] = []
+        self._in_process: shared.Shared | None = None
         self._generate_calls = Metrics.counter(metrics_namespace, "generate_calls")
         self._prompts = Metrics.counter(metrics_namespace, "prompts")
         self._batch_sizes = Metrics.distribution(metrics_namespace, "batch_size")
+        self._warm_up_shapes = Metrics.counter(metrics_namespace, "warm_up_shapes")
+        self._warm_up_secs = Metrics.distribution(metrics_namespace, "warm_up_milli_secs")
 
     @property
     def model_id(self) -> str:
@@ -330,7 +438,59 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         return "gemma-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def load_model(self) -> KerasHubGenerator:
-        return KerasHubGenerator(self._preset)
+        if self._in_process is None:
+            return self._load()
+        return self._in_process.acquire(self._load, tag=self.model_tag)
+
+    def _load(self) -> KerasHubGenerator:
+        model = KerasHubGenerator(self._preset)
+        self._warm_up(model)
+        return model
+
+    def share_model_with(self, other: GemmaModelHandler) -> None:
+        """Makes this handler and `other` (same `model_tag`, two RunInference steps) use one loaded model.
+
+        With `share_across_processes`, Beam already gives the steps one copy per worker. Without it, Beam keeps a
+        model per step whatever its `model_identifier` (each step's DoFn has a `Shared` handle of its own), so a
+        handle common to both handlers makes the second step get the first one's model in the same process.
+        Either step may load it first: its warm-up covers the other's shapes too.
+        """
+        if other.model_tag != self.model_tag:
+            raise ValueError(f"{self.model_tag} and {other.model_tag} are different models")
+        self._in_process = other._in_process = self._in_process or other._in_process or shared.Shared()
+        self._companions.append(other)
+        other._companions.append(self)
+
+    def _warm_up(self, model: KerasHubGenerator) -> None:
+        """Runs the shapes of this handler's batches (see `warm_up_prompt`) and its companions', once per copy.
+
+        A model shared across processes was loaded by another copy of the handler, and another RunInference step
+        with the same `model_tag` may have loaded it: each copy warms the model at its first batch then, which
+        runs only the shapes no warm-up has run on that model.
+        """
+        if self._warmed:
+            return
+        runs = [run for handler in (self, *self._companions) for run in handler._warm_up_runs(model)]
+        self._warmed = True
+        self._unreported = WarmUp(sum(run.shapes for run in runs), sum(run.seconds for run in runs))
+
+    def _warm_up_runs(self, model: KerasHubGenerator) -> list[WarmUp]:
+        if self._warm_up_prompt is None:
+            return []
+        prompt, max_length = self._warm_up_prompt, self._defaults["max_length"]
+        runs = []
+        if self._choice:
+            option_ids = model.token_ids(self._choice.options)
+            runs.append(model.warm_up_scoring(prompt, max_length, option_ids, batch_sizes=self._padded_sizes))
+            self._baseline_of(model, option_ids)
+            # What generate() is sent after the pick: the shortest option is as good as any, one token each.
+            prompt = self._choice.continuation(prompt, self._choice.options[0])
+        if not self._choose_only:
+            runs.append(model.warm_up(
+                prompt, max_length, self._defaults["sampler"], self._stop,
+                reply_tokens=self._reply_tokens, batch_sizes=self._padded_sizes,
+            ))
+        return runs
 
     def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
         unknown = set(inference_args or {}) - _INFERENCE_ARGS
@@ -343,10 +503,17 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         model: KerasHubGenerator,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
+        self._warm_up(model)
+        if self._unreported:
+            self._warm_up_shapes.inc(self._unreported.shapes)
+            self._warm_up_secs.update(int(self._unreported.seconds * 1000))
+            self._unreported = None
         settings = {**self._defaults, **(inference_args or {})}
         prompts = list(batch)
         pad_to = _smallest_at_least(self._padded_sizes, len(prompts))
-        picks = self._pick(prompts, model, pad_to) if self._choice else None
+        # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.
+        scored_up_to = None if self._choose_only else settings["max_length"]
+        picks = self._pick(prompts, model, pad_to, scored_up_to) if self._choice else None
         if picks and self._choose_only:
             replies = [Generation("", 0, settings["max_length"], choice=pick) for pick in picks]
             return self._results(batch, replies)
@@ -368,23 +535,27 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._batch_sizes.update(len(batch))
         return [PredictionResult(prompt, reply, self._model_id) for prompt, reply in zip(batch, replies)]
 
-    def _pick(self, prompts: list[str], model: KerasHubGenerator, pad_to: int) -> list[str]:
+    def _pick(self, prompts: list[str], model: KerasHubGenerator, pad_to: int, max_length: int | None) -> list[str]:
         """The option each prompt's likeliest continuation is, relative to the model's prior for it."""
         options = self._choice.options
         option_ids = model.token_ids(options)
+        scores = model.next_token_logprobs(prompts, option_ids, pad_to=pad_to, max_length=max_length)
+        scores -= self._baseline_of(model, option_ids)
+        if self._choice.offsets:
+            scores += np.asarray(self._choice.offsets)
+        return [options[best] for best in scores.argmax(axis=1)]
+
+    def _baseline_of(self, model: KerasHubGenerator, option_ids: list[int]) -> np.ndarray:
+        """The options' mean log-probability on the baseline prompts: once per worker, it does not depend on the chat."""
         if self._baseline is None:
-            # Once per worker: the prior does not depend on the chat.
             baseline_prompts = list(self._choice.baseline_prompts)
             self._baseline = (
                 model.next_token_logprobs(
                     baseline_prompts, option_ids, pad_to=_smallest_at_least(self._padded_sizes, len(baseline_prompts))
                 ).mean(axis=0)
-                if baseline_prompts else np.zeros(len(options))
+                if baseline_prompts else np.zeros(len(option_ids))
             )
-        scores = model.next_token_logprobs(prompts, option_ids, pad_to=pad_to) - self._baseline
-        if self._choice.offsets:
-            scores = scores + np.asarray(self._choice.offsets)
-        return [options[best] for best in scores.argmax(axis=1)]
+        return self._baseline
 
     def get_metrics_namespace(self) -> str:
         return self._metrics_namespace

@@ -22,6 +22,9 @@ APOLOGY_NAMESPACE = "apology_model"
 # A summary is at most 512 characters (JSON around it included, about 128 tokens); a draft apology is one reply line.
 TRIAGE_REPLY_TOKENS = 128
 APOLOGY_REPLY_TOKENS = 192
+# The shortest chat (a valid chat is never empty), user id and summary: the warm-up's prompt is the template around
+# them, so it is the shortest prompt the handler can be sent and every length bucket a stream reaches is above it.
+_SHORTEST_FIELDS = {"chat": "ok", "user_id": "1", "summary": "ok"}
 
 
 def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[GemmaModelHandler, PromptTemplate]:
@@ -35,7 +38,7 @@ def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
         metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **prompt_args,
-        **_batching(options), choose_only=choose_only,
+        **_batching(options), choose_only=choose_only, warm_up_prompt=_warm_up_prompt(options, prompt),
     )
     return handler, prompt
 
@@ -48,7 +51,7 @@ def apology_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemp
         preset, model_id=None if options.apology_model else options.model_id,
         max_length=options.apology_max_length, sampler=options.apology_sampler,
         metrics_namespace=APOLOGY_NAMESPACE, reply_tokens=APOLOGY_REPLY_TOKENS, **handler_prompt_args(prompt),
-        **_batching(options),
+        **_batching(options), warm_up_prompt=_warm_up_prompt(options, prompt),
     )
     return handler, prompt
 
@@ -62,6 +65,12 @@ def _batching(options: TriageOptions) -> dict:
         "max_batch_duration_secs": options.max_batch_duration_secs,
         "share_across_processes": options.share_model_across_processes,
     }
+
+
+def _warm_up_prompt(options: TriageOptions, prompt: PromptTemplate) -> str | None:
+    """With `--warm_up`, the shortest prompt of this template, from which the handler's warm-up finds its shapes."""
+    # A template ignores the fields it has no placeholder for.
+    return prompt.render(**_SHORTEST_FIELDS) if options.warm_up else None
 
 
 def _family(options: TriageOptions, preset: str) -> Family:
@@ -100,6 +109,9 @@ class TriageChats(beam.PTransform):
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
         (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
+        if triage_handler.model_tag == apology_handler.model_tag:
+            # One copy of the weights for both steps, warmed for both at load: the first negative chat compiles nothing.
+            triage_handler.share_model_with(apology_handler)
         return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, options.inference_timeout_secs)
 
     def expand(self, payloads):

@@ -112,6 +112,12 @@ class TriageOptions(PipelineOptions):
             "--share_model_across_processes", type=_bool, default=True,
             help="true: one model per worker machine, shared by its SDK processes; false: one per process.",
         )
+        parser.add_argument(
+            "--warm_up", type=_bool, default=None,
+            help="true: at model load, run every batch size and length bucket a stream can meet, so no batch "
+            "compiles later (minutes of load on a CPU); false: each shape compiles at its first batch. "
+            "Default: true for the streaming job, false for batch jobs.",
+        )
 
 
 class BatchOptions(PipelineOptions):

@@ -49,6 +49,9 @@ def run(
     streaming, triage = options.view_as(StreamingOptions), options.view_as(TriageOptions)
     require(streaming, "input_subscription", "bigquery_table", "review_topic", "dead_letter_topic")
     use_default_model(triage)
+    if triage.warm_up is None:
+        # A stream must not stall on a compilation mid-flow; a batch job meets each shape once, and soon.
+        triage.warm_up = True
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(pipeline, streaming, TriageChats.from_options(triage), **bigquery_write_kwargs)
     return pipeline.run()

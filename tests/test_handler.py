@@ -162,3 +162,84 @@ def test_handlers_of_one_preset_and_sampler_share_a_model_tag(tiny_gemma):
     assert triage.model_tag == apology.model_tag
     assert GemmaModelHandler(tiny_gemma, sampler="top_k").model_tag != triage.model_tag
     assert GemmaModelHandler("gs://other/preset").model_tag != triage.model_tag
+
+
+def test_reachable_lengths_and_scoring_widths_start_at_the_shortest_prompts_bucket():
+    from handlers.gemma import reachable_lengths, scoring_widths
+
+    assert reachable_lengths(330, 512, 128) == (512,), "330 + 128 needs 512, which is max_length"
+    assert reachable_lengths(170, 512, 128) == (384, 512)
+    assert reachable_lengths(170, 500, None) == (500,), "without a reply budget generate() runs at max_length"
+    assert scoring_widths(330, 512) == (384, 512)
+    assert scoring_widths(330, 500) == (384, 512), "the scoring pass is not capped at max_length"
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_after_the_warm_up_at_load_a_varied_stream_compiles_nothing(tiny_gemma, mode):
+    from benchmarks.compiles import CompileCounter
+    from pipeline.graph import apology_model, triage_model
+    from pipeline.options import TriageOptions
+    from tests.tiny_gemma import APOLOGY_LESSON
+
+    options = TriageOptions([
+        f"--model={tiny_gemma}", "--model_family=instruct", f"--sentiment_mode={mode}", "--max_length=768",
+        "--max_batch_size=4", "--share_model_across_processes=false", "--warm_up=true",
+    ])
+    handler, prompt = triage_model(options)
+    apology, apology_prompt = apology_model(options)
+    handler.share_model_with(apology)  # as TriageChats does: one model, which the triage step loads
+    with CompileCounter() as compiles:
+        model = handler.load_model()
+        warm_up_compiles = compiles.count
+        chats = [chat for _, _, chat, _ in TRIAGE_LESSONS]
+        # Sizes 3 (padded to 4), 1, 2 and 4; prompts in each length bucket (384, 512, 768), and one too long to run.
+        lengths = set()
+        for size, extra in ((3, " Thanks."), (1, " Why?" * 30), (2, " It was late again." * 20), (4, ""), (1, " ok" * 900)):
+            batch = [prompt.render(chat=chat + extra, user_id=7) for chat in chats[:size]]
+            results = handler.run_inference(batch, model)
+            lengths |= {r.inference.sequence_length for r in results}
+        _, user_id, summary, _ = APOLOGY_LESSON
+        assert apology.load_model() is model, "one copy of the weights for both steps"
+        drafts = apology.run_inference([apology_prompt.render(chat=chats[0], user_id=user_id, summary=summary)] * 3, model)
+    assert warm_up_compiles > 0
+    assert drafts[0].inference.prompt_fitted
+    assert {0, 512, 768} <= lengths, "two buckets at least, and a prompt that fits none"
+    assert compiles.count == warm_up_compiles, dict(compiles.by_function)
+
+
+def test_two_steps_sharing_a_model_load_it_once_per_process_even_without_sharing_across_processes(tiny_gemma):
+    from apache_beam.internal import pickler
+
+    triage = GemmaModelHandler(tiny_gemma, max_length=384, share_across_processes=False)
+    apology = GemmaModelHandler(tiny_gemma, max_length=768, share_across_processes=False)
+    triage.share_model_with(apology)
+    # Beam ships each step's handler in a DoFn of its own; Beam's own Shared handle would load one model per step.
+    shipped_triage, shipped_apology = (pickler.loads(pickler.dumps(handler)) for handler in (triage, apology))
+    assert shipped_apology.load_model() is shipped_triage.load_model()
+    with pytest.raises(ValueError, match="different models"):
+        triage.share_model_with(GemmaModelHandler(tiny_gemma, sampler="top_k"))
+
+
+@pytest.mark.slow
+def test_the_real_gemma3_compiles_nothing_after_its_warm_up(gemma3_preset):
+    from benchmarks.compiles import CompileCounter
+
+    template = "Question: {}\nAnswer:"
+    handler = GemmaModelHandler(
+        str(gemma3_preset), max_length=128, reply_tokens=16, max_batch_size=2, stop=("\n",),
+        share_across_processes=False, warm_up_prompt=template.format("ok"),
+    )
+    with CompileCounter() as compiles:
+        model = handler.load_model()
+        warm_up_compiles = compiles.count
+        # Prompts of 13, 62, about 87 and 167 tokens: with the reply budget, buckets 64, 96, 128 and none.
+        questions = ["What is the capital of France?", "Name a colour." * 14, "What is 2 + 2? " * 10, "Why? " * 80]
+        lengths, replies = set(), []
+        for batch in (questions[:1], questions[1:2], questions[2:], questions[:2]):
+            results = handler.run_inference([template.format(q) for q in batch], model)
+            lengths |= {r.inference.sequence_length for r in results}
+            replies += [r.inference.text for r in results]
+    assert warm_up_compiles > 0
+    assert lengths == {0, 64, 96, 128}, "every bucket the warm-up ran, and a prompt that fits none"
+    assert compiles.count == warm_up_compiles, dict(compiles.by_function)
+    assert "Paris" in replies[0]

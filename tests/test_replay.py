@@ -223,7 +223,7 @@ def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack,
     # The real streaming job, with a max_length too short for any prompt: every chat is a dead letter.
     payloads = [json.dumps(chat).encode() for chat in lesson_chats()] + MALFORMED
     job = StreamingJob(stack, tiny_gemma, "--share_model_across_processes=false", "--model_family=instruct",
-                       "--max_length=64")
+                       "--max_length=64", "--warm_up=false")
     try:
         stack.publish(payloads)
         tally = Tally(stack, payloads)

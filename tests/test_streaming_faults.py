@@ -16,8 +16,11 @@ from tests.payloads import sample_payloads
 from tests.tiny_gemma import lesson_chats
 
 # The prompts the tiny model learned, and lengths that hold them.
+# No warm-up: these tests are about faults, and warming every shape would add a minute to each job (test_e2e and
+# test_handler cover it).
 TINY_FLAGS = (
-    "--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--share_model_across_processes=false"
+    "--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--share_model_across_processes=false",
+    "--warm_up=false",
 )
 
 
