@@ -29,7 +29,7 @@ TUNE_FLAGS := --epochs 1 --patience 1 --validation_share 0.05 --batch_size 16 --
 	--train_layers 6 --rank 8 --seed 0
 
 tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support chats into TUNED (one epoch: 30-45 min on two cores)
-	nice -n 10 $(BIN)/python -m pipeline.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
+	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
 		--output "$(TUNED)" $(TUNE_FLAGS)
 
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)

@@ -20,13 +20,33 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from pipeline.evaluate import build_pipeline
-from pipeline.graph import triage_model
-from pipeline.options import TriageOptions, parse_options, use_default_model
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.launch import Job
+from pipeline.models import triage_model, use_default_model
+from pipeline.options import INPUT_OUTPUT, TriageOptions
 from pipeline.triage import Triage
+from training.evaluate import build_pipeline
 
 HOSTILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "hostile_chats.jsonl"
 PLAIN = "none"
+
+
+class InjectionOptions(PipelineOptions):
+    """The benchmark's own flag, beside the jobs' `TriageOptions`."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument_group(INPUT_OUTPUT).add_argument(
+            "--hostile", default=str(HOSTILE), help="JSON Lines of chats with complaint and attack fields."
+        )
+
+
+JOB = Job(
+    prog="python -m benchmarks.injection",
+    description="How often prompt injection flips the triage model's sentiment.",
+    options=(InjectionOptions, TriageOptions),
+)
 
 
 def flip_rates(chats: list[dict], sentiments: dict[str, int | None]) -> dict:
@@ -51,11 +71,11 @@ def flip_rates(chats: list[dict], sentiments: dict[str, int | None]) -> dict:
 
 def run(argv: list[str] | None = None) -> dict:
     """Triages the hostile chats with the flags' model and prompts; prints and returns the flip rates."""
-    parser_args, beam_args = _split(argv)
-    options = parse_options(beam_args, "FnApiRunner")
+    options = JOB.parse(argv)
     triage_options = options.view_as(TriageOptions)
     use_default_model(triage_options)
-    chats = [json.loads(line) for line in Path(parser_args).read_text("utf-8").splitlines() if line.strip()]
+    lines = Path(options.view_as(InjectionOptions).hostile).read_text("utf-8").splitlines()
+    chats = [json.loads(line) for line in lines if line.strip()]
     handler, prompt = triage_model(triage_options)
     with tempfile.TemporaryDirectory() as scratch:
         pipeline = beam.Pipeline(options=options)
@@ -70,16 +90,6 @@ def run(argv: list[str] | None = None) -> dict:
     return report
 
 
-def _split(argv: list[str] | None) -> tuple[str, list[str]]:
-    """`--hostile PATH` for this module; every other flag is the jobs' own."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hostile", default=str(HOSTILE), help="JSON Lines of chats with complaint and attack fields")
-    known, rest = parser.parse_known_args(argv)
-    return known.hostile, rest
-
-
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING)
     run()

@@ -39,7 +39,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("pipeline", "floor", "blueprint", "recompiles")
@@ -163,7 +162,8 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
 
     from benchmarks.compiles import CompileCounter
     from pipeline import batch
-    from pipeline.graph import APOLOGY_NAMESPACE, TRIAGE_NAMESPACE, TriageChats
+    from pipeline.graph import TriageChats
+    from pipeline.models import APOLOGY_NAMESPACE, TRIAGE_NAMESPACE
     from pipeline.options import TriageOptions
 
     options = PipelineOptions([
@@ -208,12 +208,14 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
 def _run_bare(arguments, per_element: bool) -> dict:
     """The model alone, without Beam: the floor (batches of B at bucketed lengths, as the handler runs them) or
     the blueprint (one call per prompt at the full `max_length`, as its handler did)."""
-    import keras_hub
     import numpy as np
 
     from benchmarks.compiles import CompileCounter
-    from handlers.gemma import KerasHubGenerator
-    from pipeline.graph import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS, handler_prompt_args
+    from handlers import lora, quiet_import
+    from handlers.generator import KerasHubGenerator
+    from pipeline.models import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS, handler_prompt_args
+
+    keras_hub = quiet_import.keras_hub()
 
     workdir = Path(arguments.workdir)
     (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
@@ -226,17 +228,18 @@ def _run_bare(arguments, per_element: bool) -> dict:
         (apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
     )
     generated = calls = 0
-    baselines: dict = {}
     with CompileCounter() as compiles:
         started = time.monotonic()
         for template, prompts, max_length, reply_tokens in tasks:
             size = 1 if per_element else arguments.batch_size
+            choice = handler_prompt_args(template, lora.label_offsets(arguments.model, template.name))["choice"]
+            # Once per model, as the handler makes it.
+            prior = choice.prior(model) if choice else None
             for first in range(0, len(prompts), size):
                 batch = prompts[first : first + size]
-                choice = handler_prompt_args(template)["choice"]
                 if choice:
-                    picks = _picks(model, choice, batch, max_length, baselines)
-                    batch = [prompt + pick + choice.then for prompt, pick in zip(batch, picks)]
+                    picks = choice.pick(model, batch, prior, max_length=max_length)
+                    batch = [choice.continuation(prompt, pick) for prompt, pick in zip(batch, picks)]
                 replies = model.generate(
                     batch, max_length, "greedy", template.stop, reply_tokens=None if per_element else reply_tokens,
                 )
@@ -249,16 +252,6 @@ def _run_bare(arguments, per_element: bool) -> dict:
         "compiles": compiles.count, "seconds": round(wall - compiles.seconds, 1), "generate_calls": calls,
         "prompts": len(triage_prompts) + len(apology_prompts), "generated_tokens": generated,
     }
-
-
-def _picks(model, choice, prompts: list[str], max_length: int, baselines: dict) -> list[str]:
-    """Score mode's label for each prompt, as the handler picks it: the scoring pass, less the options' mean
-    log-probability on the content-free prompts (a pass made once, as the handler makes it once per model)."""
-    option_ids = model.token_ids(choice.options)
-    if choice not in baselines:
-        baselines[choice] = model.next_token_logprobs(list(choice.baseline_prompts), option_ids).mean(axis=0)
-    scores = model.next_token_logprobs(prompts, option_ids, max_length=max_length) - baselines[choice]
-    return [choice.options[best] for best in scores.argmax(axis=1)]
 
 
 def phase_floor(arguments, workdir: Path) -> dict:
@@ -277,7 +270,7 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
     an order of their own, as a streaming job's batches come.
     """
     from benchmarks.compiles import CompileCounter
-    from pipeline.graph import triage_model
+    from pipeline.models import triage_model
     from pipeline.options import TriageOptions
 
     largest = QUICK["recompile_batch_size"] if arguments.quick else arguments.batch_size

@@ -2,338 +2,24 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
-import os
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import PurePath
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.utils import shared
 
-__all__ = [
-    "Choice", "GemmaModelHandler", "Generation", "KerasHubGenerator", "WarmUp", "batch_sizes", "length_buckets",
-    "scoring_widths",
-]
+from handlers.choice import Choice
+from handlers.generator import Generation, KerasHubGenerator, SamplerSpec, WarmUp
+from handlers.shapes import batch_sizes, smallest_at_least
 
-SamplerSpec = str | Mapping[str, Any]
+__all__ = ["GemmaModelHandler"]
+
 _INFERENCE_ARGS = frozenset({"max_length", "sampler"})
-# Instruction-tuned Gemma ends its turn with this token; stopping there saves generating up to max_length.
-_END_OF_TURN = "<end_of_turn>"
-# JAX compiles `generate()` and the scoring pass once per input shape (tens of seconds on a CPU), so every batch
-# is padded to one of a few sizes and every sequence to one of a few lengths: 64 and 96 times powers of two.
-_SHORTEST = 64
-
-
-def _bucket(needed: int) -> int:
-    """The smallest length of 64 or 96 times a power of two that holds `needed` tokens."""
-    size = _SHORTEST
-    while True:
-        for length in (size, size * 3 // 2):
-            if length >= needed:
-                return length
-        size *= 2
-
-
-def length_buckets(max_length: int) -> tuple[int, ...]:
-    """The sequence lengths `generate()` runs at, up to `max_length`, which is always the last one."""
-    buckets, needed = [], 1
-    while (length := _bucket(needed)) < max_length:
-        buckets.append(length)
-        needed = length + 1
-    return (*buckets, max_length)
-
-
-def batch_sizes(max_batch_size: int) -> tuple[int, ...]:
-    """The batch sizes the model is run at: powers of two below `max_batch_size`, then `max_batch_size`."""
-    sizes, size = [], 1
-    while size < max_batch_size:
-        sizes.append(size)
-        size *= 2
-    return (*sizes, max_batch_size)
-
-
-def reachable_lengths(shortest_tokens: int, max_length: int, reply_tokens: int | None) -> tuple[int, ...]:
-    """The `length_buckets(max_length)` that `generate()` can run a prompt of at least `shortest_tokens` at."""
-    if reply_tokens is None:
-        return (max_length,)
-    lowest = min(_bucket(shortest_tokens + reply_tokens), max_length)
-    return tuple(length for length in length_buckets(max_length) if length >= lowest)
-
-
-def scoring_widths(shortest_tokens: int, max_length: int) -> tuple[int, ...]:
-    """The widths the scoring pass runs prompts of `shortest_tokens` and more, shorter than `max_length`, at.
-
-    Unlike `generate()`'s lengths these are not capped by `max_length`: a prompt is scored at its own bucket.
-    """
-    widths, width = [], _bucket(shortest_tokens)
-    while width <= _bucket(max_length - 1):
-        widths.append(width)
-        width = _bucket(width + 1)
-    return tuple(widths)
-
-
-def _smallest_at_least(sizes: Sequence[int], needed: int) -> int:
-    """The smallest of the sorted `sizes` that holds `needed`, or the largest when none does."""
-    return sizes[min(bisect.bisect_left(sizes, needed), len(sizes) - 1)]
-
-
-class Generation(NamedTuple):
-    """One reply, with the token counts that say whether the prompt fitted the budget."""
-
-    text: str
-    prompt_tokens: int
-    max_length: int
-    choice: str | None = None  # the option the model's likelihood picked, when the handler chooses first
-    sequence_length: int = 0  # the length generate() ran at (a bucket up to max_length); 0 when it did not run
-
-    @property
-    def prompt_fitted(self) -> bool:
-        """False when the prompt filled `max_length`, so the model was cut off before it could answer."""
-        return self.prompt_tokens < self.max_length
-
-
-@dataclass(frozen=True)
-class Choice:
-    """Makes the handler pick one of `options` by likelihood before it generates.
-
-    For each prompt, the option the model finds most likely as the next token wins (its log-probability less
-    its mean on the `baseline_prompts`, inputs that carry no information); the model then continues
-    `prompt + option + then`, and the reply is that continuation, with the option in `Generation.choice`.
-    Every option must be one token of the model's vocabulary.
-
-    With `continue_head` = (head, replacement), a prompt that begins with `head` is continued with `replacement`
-    in its place: the choice is read from a short prompt, the continuation written after a longer one.
-    `offsets` (one per option, or none) are added to the options' scores: a tuned model's correction of its
-    lean towards some labels, fitted on held-out rows.
-    """
-
-    options: tuple[str, ...]
-    then: str = ""
-    baseline_prompts: tuple[str, ...] = ()
-    continue_head: tuple[str, str] | None = None
-    offsets: tuple[float, ...] = ()
-
-    def continuation(self, prompt: str, option: str) -> str:
-        """What the model continues once `option` is chosen for `prompt`."""
-        if self.continue_head and prompt.startswith(self.continue_head[0]):
-            prompt = self.continue_head[1] + prompt[len(self.continue_head[0]) :]
-        return prompt + option + self.then
-
-
-class WarmUp(NamedTuple):
-    """What a warm-up ran: the shapes it compiled (those not run before on this model) and the seconds it took."""
-
-    shapes: int
-    seconds: float
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    """`text` up to the first of the `stop` texts."""
-    for marker in stop:
-        text = text.split(marker, 1)[0]
-    return text
-
-
-class KerasHubGenerator:
-    """A loaded causal LM that turns a batch of prompts into a batch of replies.
-
-    The handler talks to the model only through its public methods, with plain arguments and results, so the
-    object can live in another process behind Beam's shared-model proxy.
-    """
-
-    def __init__(self, preset: str):
-        # Keras picks its backend once, at import: this must run before anything imports keras.
-        os.environ.setdefault("KERAS_BACKEND", "jax")
-        from handlers import lora
-
-        self._model = lora.load_causal_lm(preset)
-        self._sampler_key: str | None = None
-        self._tokenizer = self._model.preprocessor.tokenizer
-        stop = [self._tokenizer.end_token_id]
-        if _END_OF_TURN in self._tokenizer.get_vocabulary():
-            stop.append(self._tokenizer.token_to_id(_END_OF_TURN))
-        self._stop_token_ids = tuple(stop)
-        self._forward = None
-        # The shapes warm-up has run, so that a second handler or thread sharing this model does not run them again.
-        self._warm: set[tuple] = set()
-        # Two RunInference steps may share one loaded model (the same tag), and a streaming runner calls from
-        # several threads: one call at a time keeps the sampler and the compiled functions consistent.
-        self._lock = threading.Lock()
-
-    def token_ids(self, texts: Sequence[str]) -> list[int]:
-        """The id of each text, which must be a single token of the vocabulary."""
-        ids = []
-        for text in texts:
-            tokens = np.asarray(self._tokenizer.tokenize(text)).tolist()
-            if len(tokens) != 1:
-                raise ValueError(f"{text!r} is {len(tokens)} tokens for this tokenizer, not one")
-            ids.append(tokens[0])
-        return ids
-
-    def generate(
-        self,
-        prompts: list[str],
-        max_length: int,
-        sampler: SamplerSpec,
-        stop: Sequence[str] = (),
-        *,
-        reply_tokens: int | None = None,
-        pad_to: int | None = None,
-    ) -> list[Generation]:
-        """One `generate()` call for the whole batch; each reply has its prompt removed by token position.
-
-        Generation ends at the end-of-text and end-of-turn tokens, and at each text in `stop` (single tokens);
-        a reply is cut before the first stop text, which a longer token (`"\n\n"` for `"\n"`) may hold.
-        The call runs at the smallest of `length_buckets(max_length)` that holds the longest prompt plus
-        `reply_tokens` (`max_length` itself without a budget), with the batch padded to `pad_to` rows by
-        repeating its last prompt, so that a stream of varied batches compiles only a few shapes. A prompt
-        that fills `max_length` is not run at all: its reply is empty and `prompt_fitted` false.
-        """
-        counts = self._prompt_tokens(prompts)
-        fitting = [index for index, count in enumerate(counts) if count < max_length]
-        texts = [""] * len(prompts)
-        sequence_length = 0
-        if fitting:
-            longest = max(counts[index] for index in fitting)
-            needed = max_length if reply_tokens is None else longest + reply_tokens
-            sequence_length = min(_bucket(needed), max_length)
-            batch = [prompts[index] for index in fitting]
-            batch += batch[-1:] * max(0, (pad_to or 0) - len(batch))
-            replies = self._generate_at(batch, sequence_length, sampler, stop)
-            for index, reply in zip(fitting, replies):
-                texts[index] = _cut(str(reply), stop)
-        return [
-            Generation(text, count, max_length, sequence_length=sequence_length if count < max_length else 0)
-            for text, count in zip(texts, counts)
-        ]
-
-    def _generate_at(self, batch: list[str], sequence_length: int, sampler: SamplerSpec, stop: Sequence[str]) -> list:
-        # KerasHub's JAX generate() takes the stop ids as a static argument: other ids compile another function.
-        stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
-        with self._lock:
-            self._use_sampler(sampler)
-            return self._model.generate(batch, max_length=sequence_length, stop_token_ids=stop_ids, strip_prompt=True)
-
-    def warm_up(
-        self,
-        prompt: str,
-        max_length: int,
-        sampler: SamplerSpec,
-        stop: Sequence[str] = (),
-        *,
-        reply_tokens: int | None = None,
-        batch_sizes: Sequence[int] = (1,),
-    ) -> WarmUp:
-        """Runs `generate()` at every shape a stream of prompts no shorter than `prompt` can meet.
-
-        One call per padded batch size in `batch_sizes` and length bucket a prompt of at least `prompt`'s tokens
-        can land in (`reachable_lengths`), with the same arguments as `generate` (its stop texts and sampler:
-        other stop ids or another sampler compile another function). Shapes already warmed on this model are
-        skipped.
-        """
-        started, shapes = time.monotonic(), 0
-        [tokens] = self._prompt_tokens([prompt])
-        for length in reachable_lengths(tokens, max_length, reply_tokens):
-            for size in batch_sizes:
-                shape = ("generate", size, length, json.dumps(sampler, sort_keys=True), tuple(stop))
-                if shape not in self._warm and tokens < length:
-                    self._generate_at([prompt] * size, length, sampler, stop)
-                    self._warm.add(shape)
-                    shapes += 1
-        return WarmUp(shapes, round(time.monotonic() - started, 2))
-
-    def warm_up_scoring(
-        self, prompt: str, max_length: int, token_ids: Sequence[int], *, batch_sizes: Sequence[int] = (1,)
-    ) -> WarmUp:
-        """Runs the scoring pass (`next_token_logprobs`) at every shape prompts of `prompt`'s tokens up to
-        `max_length` can meet: each batch size and each width of `scoring_widths`. Shapes already warmed are skipped.
-        """
-        started, shapes = time.monotonic(), 0
-        sequences = self._sequences([prompt])
-        for width in scoring_widths(len(sequences[0]), max_length):
-            for size in batch_sizes:
-                if ("score", size, width) not in self._warm:
-                    self._score_padded(sequences, token_ids, size, width)
-                    self._warm.add(("score", size, width))
-                    shapes += 1
-        return WarmUp(shapes, round(time.monotonic() - started, 2))
-
-    def next_token_logprobs(
-        self, prompts: list[str], token_ids: Sequence[int], *, pad_to: int | None = None, max_length: int | None = None
-    ) -> np.ndarray:
-        """Log-probabilities, shape (prompts, token_ids), of each token following each prompt: one forward pass.
-
-        Sequences are padded to a length of `length_buckets` and the batch to `pad_to` rows (empty ones), so
-        varied batches compile the pass a few times only. With `max_length`, a prompt that fills it is left out
-        (its row is -inf): `generate()` will not run it, and scoring it would compile a width of its own.
-        """
-        sequences = self._sequences(prompts)
-        scored = [row for row, sequence in enumerate(sequences) if max_length is None or len(sequence) < max_length]
-        scores = np.full((len(sequences), len(token_ids)), -np.inf, dtype="float32")
-        if scored:
-            batch = [sequences[row] for row in scored]
-            scores[scored] = self._score_padded(batch, token_ids, pad_to or 0, _bucket(max(map(len, batch))))
-        return scores
-
-    def _sequences(self, prompts: list[str]) -> list[list[int]]:
-        return [[self._tokenizer.start_token_id, *np.asarray(ids).tolist()] for ids in self._tokenizer(prompts)]
-
-    def _score_padded(self, sequences: list[list[int]], token_ids: Sequence[int], rows: int, width: int) -> np.ndarray:
-        """The scoring pass on `sequences` padded to `rows` rows (empty ones) and `width` tokens."""
-        token_matrix = np.zeros((max(len(sequences), rows), width), dtype="int32")
-        last = np.zeros(len(token_matrix), dtype="int32")
-        for row, sequence in enumerate(sequences):
-            token_matrix[row, : len(sequence)] = sequence
-            last[row] = len(sequence) - 1
-        with self._lock:
-            scores = self._score(token_matrix, token_matrix != 0, last, np.asarray(token_ids, dtype="int32"))
-        return np.asarray(scores)[: len(sequences)]
-
-    def _score(self, token_matrix, padding_mask, last, token_ids):
-        if self._forward is None:
-            self._forward = self._compile_forward()
-        backbone = self._model.backbone
-        return self._forward(
-            [v.value for v in backbone.trainable_variables], [v.value for v in backbone.non_trainable_variables],
-            token_matrix, padding_mask, last, token_ids,
-        )
-
-    def _compile_forward(self):
-        import jax
-        import keras
-
-        backbone = self._model.backbone
-
-        # Stateless, so the weights are arguments of the compiled function rather than constants baked into it.
-        def forward(trainable, non_trainable, token_matrix, padding_mask, last, token_ids):
-            state = [*zip(backbone.trainable_variables, trainable), *zip(backbone.non_trainable_variables, non_trainable)]
-            with keras.StatelessScope(state_mapping=state):
-                hidden = backbone({"token_ids": token_matrix, "padding_mask": padding_mask})
-                at_last = hidden[jax.numpy.arange(hidden.shape[0]), last]
-                # The full vocabulary for one position per prompt is cheap; it normalises the log-probabilities.
-                logits = backbone.token_embedding(at_last, reverse=True).astype("float32")
-            return jax.nn.log_softmax(logits, axis=-1)[:, token_ids]
-
-        return jax.jit(forward)
-
-    def _prompt_tokens(self, prompts: list[str]) -> list[int]:
-        # The start token counts against max_length too.
-        return [len(ids) + 1 for ids in self._tokenizer(prompts)]
-
-    def _use_sampler(self, sampler: SamplerSpec) -> None:
-        # Compiling resets the traced generate function, so only do it when the sampler changes.
-        key = json.dumps(sampler, sort_keys=True)
-        if key != self._sampler_key:
-            self._model.compile(sampler=sampler if isinstance(sampler, str) else dict(sampler))
-            self._sampler_key = key
 
 
 class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
@@ -394,7 +80,6 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             max_batch_size=max_batch_size,
             max_batch_duration_secs=max_batch_duration_secs,
             large_model=share_across_processes,
-            env_vars={"KERAS_BACKEND": "jax"},
         )
         self._preset = preset
         self._model_id = model_id or PurePath(preset.rstrip("/")).name
@@ -407,7 +92,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             raise ValueError("choose_only needs a choice")
         self._choose_only = choose_only
         self._padded_sizes = batch_sizes(max_batch_size)
-        self._baseline: np.ndarray | None = None
+        self._prior: np.ndarray | None = None
         self._warm_up_prompt = warm_up_prompt
         # Whether this copy of the handler has warmed its model; a warm-up done at load, before any bundle, is
         # reported to the metrics with the first batch (Beam has no metrics context while it loads the model).
@@ -482,7 +167,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         if self._choice:
             option_ids = model.token_ids(self._choice.options)
             runs.append(model.warm_up_scoring(prompt, max_length, option_ids, batch_sizes=self._padded_sizes))
-            self._baseline_of(model, option_ids)
+            self._prior_of(model)
             # What generate() is sent after the pick: the shortest option is as good as any, one token each.
             prompt = self._choice.continuation(prompt, self._choice.options[0])
         if not self._choose_only:
@@ -510,10 +195,12 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             self._unreported = None
         settings = {**self._defaults, **(inference_args or {})}
         prompts = list(batch)
-        pad_to = _smallest_at_least(self._padded_sizes, len(prompts))
+        pad_to = smallest_at_least(self._padded_sizes, len(prompts))
         # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.
         scored_up_to = None if self._choose_only else settings["max_length"]
-        picks = self._pick(prompts, model, pad_to, scored_up_to) if self._choice else None
+        picks = self._choice.pick(
+            model, prompts, self._prior_of(model), pad_to=pad_to, max_length=scored_up_to,
+        ) if self._choice else None
         if picks and self._choose_only:
             replies = [Generation("", 0, settings["max_length"], choice=pick) for pick in picks]
             return self._results(batch, replies)
@@ -535,27 +222,11 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._batch_sizes.update(len(batch))
         return [PredictionResult(prompt, reply, self._model_id) for prompt, reply in zip(batch, replies)]
 
-    def _pick(self, prompts: list[str], model: KerasHubGenerator, pad_to: int, max_length: int | None) -> list[str]:
-        """The option each prompt's likeliest continuation is, relative to the model's prior for it."""
-        options = self._choice.options
-        option_ids = model.token_ids(options)
-        scores = model.next_token_logprobs(prompts, option_ids, pad_to=pad_to, max_length=max_length)
-        scores -= self._baseline_of(model, option_ids)
-        if self._choice.offsets:
-            scores += np.asarray(self._choice.offsets)
-        return [options[best] for best in scores.argmax(axis=1)]
-
-    def _baseline_of(self, model: KerasHubGenerator, option_ids: list[int]) -> np.ndarray:
-        """The options' mean log-probability on the baseline prompts: once per worker, it does not depend on the chat."""
-        if self._baseline is None:
-            baseline_prompts = list(self._choice.baseline_prompts)
-            self._baseline = (
-                model.next_token_logprobs(
-                    baseline_prompts, option_ids, pad_to=_smallest_at_least(self._padded_sizes, len(baseline_prompts))
-                ).mean(axis=0)
-                if baseline_prompts else np.zeros(len(option_ids))
-            )
-        return self._baseline
+    def _prior_of(self, model: KerasHubGenerator) -> np.ndarray:
+        """`Choice.prior`, computed once per worker."""
+        if self._prior is None:
+            self._prior = self._choice.prior(model, smallest_at_least(self._padded_sizes, len(self._choice.baseline_prompts)))
+        return self._prior
 
     def get_metrics_namespace(self) -> str:
         return self._metrics_namespace

@@ -1,6 +1,6 @@
 """LoRA presets: a folder with a base preset's LoRA weights and a manifest naming that base, loaded as one model.
 
-`pipeline.tune` writes them; every entry point takes one as `--model DIR` like any KerasHub preset. The folder
+`training.tune` writes them; every entry point takes one as `--model DIR` like any KerasHub preset. The folder
 holds `adapter.lora.h5` (KerasHub's `save_lora_weights`, a few MB) and `chat_triage_lora.json`: the base preset
 (its model id, where it was, and a checksum), the rank, the prompt family and version the
 adapter was trained with, and how it was trained (data, seed, hyper-parameters, metrics).
@@ -12,6 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from handlers import quiet_import
 
 __all__ = [
     "ADAPTER_NAME", "MANIFEST_NAME", "BaseMismatchError", "base_description", "is_lora_preset", "label_offsets",
@@ -38,7 +40,7 @@ def read_manifest(preset: str | Path) -> dict[str, Any]:
 
 
 def label_offsets(preset: str, prompt_name: str) -> dict[str, float]:
-    """The offsets `pipeline.tune` fitted for each label of the prompt it trained on (added to the label scores),
+    """The offsets `training.tune` fitted for each label of the prompt it trained on (added to the label scores),
     or none: for another preset, or another prompt (`--model_family` can override the family)."""
     if not is_lora_preset(preset):
         return {}
@@ -97,7 +99,7 @@ def resolve_base(manifest: dict[str, Any]) -> Path:
 
 def load_causal_lm(preset: str):
     """`keras_hub.models.CausalLM.from_preset(preset)`, or for a LoRA preset its base with the adapter applied."""
-    import keras_hub
+    keras_hub = quiet_import.keras_hub()
 
     if not is_lora_preset(preset):
         return keras_hub.models.CausalLM.from_preset(preset)

@@ -18,11 +18,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-from local.job import StreamingJob, Tally  # noqa: E402
-from local.stack import LocalStack, StackError  # noqa: E402
-from pipeline.options import default_model  # noqa: E402
+from local.job import StreamingJob, Tally
+from local.stack import LocalStack, StackError
+from pipeline.models import default_model
 
 _LOGGER = logging.getLogger("local.demo")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "chats.jsonl"

@@ -5,14 +5,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import apache_beam as beam
 from apache_beam.coders import BytesCoder
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.graph import TriageChats
-from pipeline.options import BatchOptions, TriageOptions, parse_options, require, use_default_model
+from pipeline.launch import Job, main
+from pipeline.options import BatchOptions, TriageOptions
 from pipeline.sinks import WriteJsonLines
 
 
@@ -28,17 +29,23 @@ def build_pipeline(pipeline: beam.Pipeline, input_glob: str, output_dir: str, tr
         records | f"Write_{name}" >> WriteJsonLines(os.path.join(output_dir, name))
 
 
+JOB = Job(
+    prog="python -m pipeline.batch",
+    description="The batch job: JSON Lines chats in; main, negative and error JSON Lines files out.",
+    options=(BatchOptions, TriageOptions),
+    required=("input", "output_dir"),
+)
+
+
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> None:
     """Parses flags, builds the graph and runs it to completion."""
-    options = parse_options(argv, "FnApiRunner")
-    batch, triage = options.view_as(BatchOptions), options.view_as(TriageOptions)
-    require(batch, "input", "output_dir")
-    use_default_model(triage)
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(pipeline, batch.input, batch.output_dir, TriageChats.from_options(triage))
-    pipeline.run().wait_until_finish()
+
+    def build(pipeline: beam.Pipeline, options: PipelineOptions, triage: TriageChats) -> None:
+        batch = options.view_as(BatchOptions)
+        build_pipeline(pipeline, batch.input, batch.output_dir, triage)
+
+    JOB.start(argv, build, test_pipeline).wait_until_finish()
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
-    run()
+    main(run, wait=False)

@@ -216,7 +216,7 @@ class LabeledExample(Record):
 
 
 class SentimentReport(Record):
-    """What `python -m pipeline.evaluate` prints: how well the triage model's sentiment matches the labels."""
+    """What `python -m training.evaluate` prints: how well the triage model's sentiment matches the labels."""
 
     rows: int
     valid_share: float = Field(description="share of rows whose reply carried a valid sentiment")
@@ -233,6 +233,6 @@ class SentimentReport(Record):
 
 
 class SentimentComparison(Record):
-    """What `python -m pipeline.evaluate` prints last: one report per model, all on the same rows."""
+    """What `python -m training.evaluate` prints last: one report per model, all on the same rows."""
 
     reports: list[SentimentReport]

@@ -7,7 +7,6 @@ from typing import Any
 
 from pipeline.contracts import ChatMessage, DeadLetter, NegativeChat, Stage
 
-ERROR = "error"
 
 
 def chat_of(key: ChatMessage | NegativeChat) -> ChatMessage:

@@ -2,91 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import apache_beam as beam
 
-from handlers import lora
-from handlers.gemma import Choice, GemmaModelHandler
-from pipeline.dead_letters import ERROR
+from handlers.gemma import GemmaModelHandler
 from pipeline.inputs import ParseChats
+from pipeline.models import apology_model, triage_model
 from pipeline.options import TriageOptions
-from pipeline.prompts import Family, PromptTemplate, SentimentMode, detect_family, load_prompt, prompt_name
-from pipeline.triage import MAIN, NEGATIVE, DraftApologies, Triage
-
-# Where each model handler's metrics go, so the two report apart.
-TRIAGE_NAMESPACE = "triage_model"
-APOLOGY_NAMESPACE = "apology_model"
-# The longest reply each task needs, in tokens: each batch runs at the shortest length bucket that holds its longest
-# prompt plus this (capped by --max_length / --apology_max_length), since prefill covers the whole length.
-# A summary is at most 512 characters (JSON around it included, about 128 tokens); a draft apology is one reply line.
-TRIAGE_REPLY_TOKENS = 128
-APOLOGY_REPLY_TOKENS = 192
-# The shortest chat (a valid chat is never empty), user id and summary: the warm-up's prompt is the template around
-# them, so it is the shortest prompt the handler can be sent and every length bucket a stream reaches is above it.
-_SHORTEST_FIELDS = {"chat": "ok", "user_id": "1", "summary": "ok"}
-
-
-def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[GemmaModelHandler, PromptTemplate]:
-    """The triage model's handler and the prompt that fits its family and the sentiment mode.
-
-    `choose_only` makes a score-mode handler stop after picking the label (no summary), for measuring.
-    """
-    mode = SentimentMode(options.sentiment_mode)
-    prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
-    prompt_args = handler_prompt_args(prompt, lora.label_offsets(options.model, prompt.name))
-    handler = GemmaModelHandler(
-        options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
-        metrics_namespace=TRIAGE_NAMESPACE, reply_tokens=TRIAGE_REPLY_TOKENS, **prompt_args,
-        **_batching(options), choose_only=choose_only, warm_up_prompt=_warm_up_prompt(options, prompt),
-    )
-    return handler, prompt
-
-
-def apology_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemplate]:
-    """The apology model's handler (the triage preset unless another is named) and its family's prompt."""
-    preset = options.apology_model or options.model
-    prompt = load_prompt(prompt_name("apology", _family(options, preset)), options.prompts_dir)
-    handler = GemmaModelHandler(
-        preset, model_id=None if options.apology_model else options.model_id,
-        max_length=options.apology_max_length, sampler=options.apology_sampler,
-        metrics_namespace=APOLOGY_NAMESPACE, reply_tokens=APOLOGY_REPLY_TOKENS, **handler_prompt_args(prompt),
-        **_batching(options), warm_up_prompt=_warm_up_prompt(options, prompt),
-    )
-    return handler, prompt
-
-
-def _batching(options: TriageOptions) -> dict:
-    # min = max: Beam's BatchElements otherwise starts at 1 and sizes batches by timing regression, which the
-    # first compilations throw off; full batches are faster, and a bundle's last batch is still flushed as it is.
-    return {
-        "min_batch_size": options.max_batch_size,
-        "max_batch_size": options.max_batch_size,
-        "max_batch_duration_secs": options.max_batch_duration_secs,
-        "share_across_processes": options.share_model_across_processes,
-    }
-
-
-def _warm_up_prompt(options: TriageOptions, prompt: PromptTemplate) -> str | None:
-    """With `--warm_up`, the shortest prompt of this template, from which the handler's warm-up finds its shapes."""
-    # A template ignores the fields it has no placeholder for.
-    return prompt.render(**_SHORTEST_FIELDS) if options.warm_up else None
-
-
-def _family(options: TriageOptions, preset: str) -> Family:
-    return detect_family(preset) if options.model_family == "auto" else Family(options.model_family)
-
-
-def handler_prompt_args(prompt: PromptTemplate, label_offsets: Mapping[str, float] | None = None) -> dict:
-    """What a model handler must know of its prompt: where replies stop and, to score, which labels to choose
-    (with a tuned preset's `label_offsets`, if it has any)."""
-    scoring = prompt.scoring
-    choice = Choice(
-        tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts()),
-        continue_head=(prompt.head(), scoring.continue_head) if scoring.continue_head is not None else None,
-        offsets=tuple(label_offsets.get(label, 0.0) for label in scoring.labels) if label_offsets else (),
-    ) if scoring else None
-    return {"stop": prompt.stop, "choice": choice}
+from pipeline.prompts import PromptTemplate
+from pipeline.tags import ERROR, MAIN, NEGATIVE
+from pipeline.triage import DraftApologies, Triage
 
 
 class TriageChats(beam.PTransform):

@@ -12,7 +12,7 @@ from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.contracts import (
     MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage, describe_validation_error,
 )
-from pipeline.dead_letters import ERROR
+from pipeline.tags import ERROR
 
 
 class ParseChatFn(beam.DoFn):

@@ -19,7 +19,7 @@ class Family(enum.StrEnum):
 
     BASE = "base"  # pretrained only: continues text, so it gets few-shot completion prompts
     INSTRUCT = "instruct"  # instruction-tuned: follows chat turns
-    TUNED = "tuned"  # a base model with a LoRA from `pipeline.tune`: short scoring prompt, base prompts otherwise
+    TUNED = "tuned"  # a base model with a LoRA from `training.tune`: short scoring prompt, base prompts otherwise
 
 
 class SentimentMode(enum.StrEnum):

@@ -13,7 +13,6 @@ table are skipped, so a replay never adds a second row for a chat.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
@@ -21,15 +20,14 @@ import apache_beam as beam
 from apache_beam.coders import BytesCoder
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.dead_letters import ERROR
-from pipeline.drain import DrainSubscription
+from pipeline.tags import ERROR
+from pipeline.backlog import ReadBacklog
 from pipeline.graph import TriageChats
-from pipeline.options import (
-    BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, parse_options, require, use_default_model,
-)
-from pipeline.retry import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
+from pipeline.launch import Job, main
+from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions
+from pipeline.replay_plan import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
 from pipeline.sinks import LandedChatIds, PublishRecords, WriteJsonLines, WriteTriageRows
-from pipeline.triage import MAIN, NEGATIVE
+from pipeline.tags import MAIN, NEGATIVE
 
 SINK_FLAGS = ("bigquery_table", "review_topic", "dead_letter_topic", "parked_topic")
 
@@ -49,18 +47,19 @@ class ReplaySettings:
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> ReplaySettings:
-        """The settings of the flags, or a usage error naming what is missing or contradictory."""
+        """The settings of the flags; `ValueError` naming what is missing or contradictory."""
         batch, streaming = options.view_as(BatchOptions), options.view_as(StreamingOptions)
         replay = options.view_as(ReplayOptions)
         if bool(batch.input) == bool(streaming.input_subscription):
-            raise SystemExit("give one of --input (dead-letter files) or --input_subscription (to drain)")
+            raise ValueError("give one of --input (dead-letter files) or --input_subscription (to drain)")
         sink_flags = options.view_as(_SinkFlags)
-        if not batch.output_dir:
-            require(sink_flags, *SINK_FLAGS)
-        elif any(getattr(sink_flags, name) for name in SINK_FLAGS):
-            raise SystemExit("give --output_dir or the sinks (--bigquery_table, ...), not both")
+        missing = [f"--{name}" for name in SINK_FLAGS if not getattr(sink_flags, name)]
+        if not batch.output_dir and missing:
+            raise ValueError(f"without --output_dir, the sinks are required: {', '.join(missing)}")
+        if batch.output_dir and len(missing) < len(SINK_FLAGS):
+            raise ValueError("give --output_dir or the sinks (--bigquery_table, ...), not both")
         if replay.max_attempts < 1:
-            raise SystemExit(f"--max_attempts must be at least 1, got {replay.max_attempts}")
+            raise ValueError(f"--max_attempts must be at least 1, got {replay.max_attempts}")
         sinks = {} if batch.output_dir else {name: getattr(sink_flags, name) for name in SINK_FLAGS}
         return cls(
             max_attempts=replay.max_attempts, input_glob=batch.input,
@@ -69,7 +68,7 @@ class ReplaySettings:
 
 
 class _SinkFlags(StreamingOptions, ReplayOptions):
-    """A view holding the sink flags of both classes, so `require` names every missing one at once."""
+    """A view holding the sink flags of both classes, so that every missing one is named at once."""
 
 
 def read_dead_letters(pipeline: beam.Pipeline, settings: ReplaySettings):
@@ -80,7 +79,7 @@ def read_dead_letters(pipeline: beam.Pipeline, settings: ReplaySettings):
             | "ReadDeadLetters" >> beam.io.ReadFromText(settings.input_glob, coder=BytesCoder())
             | "SkipBlankLines" >> beam.Filter(lambda line: line.strip())
         )
-    return pipeline | "DrainDeadLetters" >> DrainSubscription(settings.input_subscription)
+    return pipeline | "DrainDeadLetters" >> ReadBacklog(settings.input_subscription)
 
 
 def build_pipeline(
@@ -135,6 +134,15 @@ def _skip_landed(chats, rows, table: str, test_client):
     return chats, rows
 
 
+JOB = Job(
+    prog="python -m pipeline.replay",
+    description="The replay job (batch): dead letters from files or a subscription, through the triage graph "
+    "again, into files or the streaming job's sinks.",
+    options=(BatchOptions, StreamingOptions, ReplayOptions, TriageOptions),
+    check=ReplaySettings.from_options,
+)
+
+
 def run(
     argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None, **bigquery_write_kwargs
 ) -> beam.runners.runner.PipelineResult:
@@ -143,15 +151,12 @@ def run(
     Local runners return when the job is done; on Dataflow this returns once the job is submitted, as a Flex
     Template launcher must. `bigquery_write_kwargs` are for the local stack; the command line passes none.
     """
-    options = parse_options(argv, "FnApiRunner")
-    settings = ReplaySettings.from_options(options)
-    triage = options.view_as(TriageOptions)
-    use_default_model(triage)
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(pipeline, settings, TriageChats.from_options(triage), **bigquery_write_kwargs)
-    return pipeline.run()
+
+    def build(pipeline: beam.Pipeline, options: PipelineOptions, triage: TriageChats) -> None:
+        build_pipeline(pipeline, ReplaySettings.from_options(options), triage, **bigquery_write_kwargs)
+
+    return JOB.start(argv, build, test_pipeline)
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
-    run()
+    main(run, wait=False)

@@ -6,15 +6,15 @@
 
 from __future__ import annotations
 
-import logging
-
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.dead_letters import ERROR
+from pipeline.tags import ERROR
 from pipeline.graph import TriageChats
-from pipeline.options import StreamingOptions, TriageOptions, parse_options, require, use_default_model
+from pipeline.launch import Job, main
+from pipeline.options import StreamingOptions, TriageOptions
 from pipeline.sinks import PublishRecords, WriteTriageRows
-from pipeline.triage import MAIN, NEGATIVE
+from pipeline.tags import MAIN, NEGATIVE
 
 
 def build_pipeline(
@@ -38,6 +38,17 @@ def build_pipeline(
     )
 
 
+JOB = Job(
+    prog="python -m pipeline.run",
+    description="The streaming job: chats from a Pub/Sub subscription; rows to BigQuery, drafts and dead letters "
+    "to Pub/Sub topics.",
+    options=(StreamingOptions, TriageOptions),
+    required=("input_subscription", "bigquery_table", "review_topic", "dead_letter_topic"),
+    default_runner="BundleBasedDirectRunner",
+    streaming=True,
+)
+
+
 def run(
     argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None, **bigquery_write_kwargs
 ) -> beam.runners.runner.PipelineResult:
@@ -45,18 +56,12 @@ def run(
 
     `bigquery_write_kwargs` are for the local stack (`local.stack`); the command line passes none.
     """
-    options = parse_options(argv, "BundleBasedDirectRunner", streaming=True)
-    streaming, triage = options.view_as(StreamingOptions), options.view_as(TriageOptions)
-    require(streaming, "input_subscription", "bigquery_table", "review_topic", "dead_letter_topic")
-    use_default_model(triage)
-    if triage.warm_up is None:
-        # A stream must not stall on a compilation mid-flow; a batch job meets each shape once, and soon.
-        triage.warm_up = True
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(pipeline, streaming, TriageChats.from_options(triage), **bigquery_write_kwargs)
-    return pipeline.run()
+
+    def build(pipeline: beam.Pipeline, options: PipelineOptions, triage: TriageChats) -> None:
+        build_pipeline(pipeline, options.view_as(StreamingOptions), triage, **bigquery_write_kwargs)
+
+    return JOB.start(argv, build, test_pipeline)
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
-    run().wait_until_finish()
+    main(run)

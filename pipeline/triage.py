@@ -8,7 +8,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
-from handlers.gemma import GemmaModelHandler, Generation
+from handlers.gemma import GemmaModelHandler
+from handlers.generator import Generation
 from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.contracts import (
     ApologyDraft,
@@ -20,12 +21,11 @@ from pipeline.contracts import (
     TriageRow,
     utc_now,
 )
-from pipeline.dead_letters import ERROR, chat_of, for_chat, for_failed_batch
+from pipeline.tags import ERROR, MAIN, NEGATIVE
+from pipeline.dead_letters import chat_of, for_chat, for_failed_batch
 from pipeline.prompts import PromptTemplate
 from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
 
-MAIN = "main"
-NEGATIVE = "negative"
 
 
 class CreatePrompts(beam.PTransform):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-# Keras reads its backend once, at first import; the project runs on JAX everywhere.
-os.environ["KERAS_BACKEND"] = "jax"
+import pytest
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
+import handlers  # noqa: F401  (it chooses Keras's backend, before any test imports Keras)
 
 
 @pytest.fixture(scope="session")
@@ -27,18 +23,3 @@ def gemma3_preset(tmp_path_factory) -> Path:
     from handlers import gguf_preset
 
     return gguf_preset.build_preset(tmp_path_factory.mktemp("gemma3") / "preset")
-
-
-def read_lines(directory: Path, prefix: str) -> list[dict]:
-    """The records of every `<prefix>*.jsonl` file in `directory` (a job's output files), in file order."""
-    return [json.loads(line) for path in sorted(directory.glob(f"{prefix}*.jsonl")) for line in path.open()]
-
-
-def write_lines(path: Path, lines: list[bytes | str | dict]) -> Path:
-    """Writes a JSON Lines file; dicts are serialised, bytes and strings written as they are."""
-    with path.open("wb") as out:
-        for line in lines:
-            if isinstance(line, dict):
-                line = json.dumps(line, ensure_ascii=False)
-            out.write((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n")
-    return path

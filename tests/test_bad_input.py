@@ -16,7 +16,7 @@ from local.job import dead_letter_key, message_key
 from pipeline import batch
 from pipeline.contracts import MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage
 from pipeline.inputs import ParseChatFn
-from tests.conftest import read_lines, write_lines
+from tests.support import read_lines, write_lines
 from tests.payloads import huge_payloads, payloads, repeated_ids, sample_payloads
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import batch
 from pipeline.contracts import DeadLetter
-from tests.conftest import read_lines, write_lines
+from tests.support import read_lines, usage_error, write_lines
 from tests.tiny_gemma import lesson_chats
 
 MALFORMED = [
@@ -46,6 +46,6 @@ def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path, mode, chat_
     assert {letter["chat_id"] for letter in error if letter["stage"] == "input"} == {None, "20", "21"}
 
 
-def test_missing_flags_are_a_usage_error(tmp_path):
-    with pytest.raises(SystemExit, match="--input"):
-        batch.run(["--output_dir", str(tmp_path), "--model", "x"])
+def test_missing_flags_are_a_usage_error(tmp_path, capsys):
+    error = usage_error(capsys, lambda: batch.run(["--output_dir", str(tmp_path), "--model", "x"]))
+    assert "the following arguments are required: --input" in error

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from benchmarks.compiles import CompileCounter
 from benchmarks.throughput import summarise, write_chats
-from tests.conftest import write_lines
+from tests.support import write_lines
 
 
 def test_chats_cycle_the_valid_lines_with_ids_of_their_own(tmp_path):

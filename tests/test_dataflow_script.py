@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_flex_template import TEMPLATES, load_metadata, parse_printed_spec, requires_gcloud
+from tests.support import TEMPLATES, load_metadata, parse_printed_spec, requires_gcloud
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,11 +1,11 @@
-"""`python -m pipeline.evaluate` scores the triage model's sentiment against labeled rows."""
+"""`python -m training.evaluate` scores the triage model's sentiment against labeled rows."""
 
 import json
 
 import pytest
 
-from pipeline import evaluate
-from tests.conftest import write_lines
+from training import evaluate
+from tests.support import OBVIOUS_CHATS, write_lines
 from tests.tiny_gemma import TRIAGE_LESSONS
 
 # What a careful reader would label the taught chats; chat 4's taught summary is empty, so it ends in `error`.
@@ -67,14 +67,6 @@ def test_limit_takes_the_first_rows(tiny_gemma, tmp_path):
 
 
 # Support chats whose sentiment no reader would dispute.
-OBVIOUS_CHATS = [
-    ("a1", "My pizza arrived cold, an hour late, and the driver was rude. Worst service ever, I want a refund.", -1),
-    ("a2", "You charged me twice for the same order and nobody answers the phone. This is a disgrace.", -1),
-    ("h1", "The burger was amazing and the delivery was super fast. Thank you so much!", 1),
-    ("h2", "Great service today, the staff were lovely and the fries were perfect. Love this place!", 1),
-    ("n1", "What time does the Main Street store open on Sundays?", 0),
-    ("n2", "Can I change the delivery address on order 4521?", 0),
-]
 
 
 @pytest.mark.slow

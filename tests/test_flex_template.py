@@ -19,16 +19,8 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, _bool
-
-ROOT = Path(__file__).resolve().parent.parent
-
-# One row per template: its metadata file and the options classes of its entry point. The replay job reuses the
-# flags of the batch and streaming jobs (Beam parses all options classes at once, so a flag is declared once).
-TEMPLATES = [
-    ("templates/streaming/metadata.json", (TriageOptions, StreamingOptions)),
-    ("templates/replay/metadata.json", (TriageOptions, BatchOptions, StreamingOptions, ReplayOptions)),
-]
+from pipeline.options import _bool
+from tests.support import ROOT, TEMPLATES, load_metadata, parse_printed_spec, requires_gcloud
 
 # ParameterMetadata.paramType values of the Dataflow API (v1b3); gcloud does not check them itself.
 PARAM_TYPES = {
@@ -73,6 +65,9 @@ class _FlagRecorder:
     def add_argument(self, flag: str, **kwargs):
         self.flags[flag.removeprefix("--")] = kwargs
 
+    def add_argument_group(self, title: str):
+        return self
+
     add_value_provider_argument = add_argument
 
 
@@ -82,10 +77,6 @@ def declared_flags(options_classes) -> dict[str, dict]:
     for options_class in options_classes:
         options_class._add_argparse_args(recorder)
     return recorder.flags
-
-
-def load_metadata(path: str) -> dict:
-    return json.loads((ROOT / path).read_text(encoding="utf-8"))
 
 
 def _parameters(path: str) -> dict[str, dict]:
@@ -168,18 +159,6 @@ def _gcloud_build_print_only(args: list[str], tmp_path: Path) -> subprocess.Comp
         ["gcloud", "dataflow", "flex-template", "build", *args, "--print-only"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
-
-
-def parse_printed_spec(stdout: str) -> dict:
-    """The container spec that --print-only prints: a YAML block scalar (`|-`) holding indented JSON."""
-    body = stdout.split("\n", 1)[1] if stdout.lstrip().startswith("|") else stdout
-    return json.loads(textwrap.dedent(body))
-
-
-requires_gcloud = pytest.mark.skipif(
-    shutil.which("gcloud") is None,
-    reason="gcloud is not installed (Debian package google-cloud-cli; .ci/run installs it when it can)",
-)
 
 
 @requires_gcloud

@@ -6,10 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-import keras_hub
 import pytest
 
-from handlers import gguf_preset
+from handlers import gguf_preset, quiet_import
 
 PROMPT = "Question: What is the capital of France?\nAnswer:"
 
@@ -17,7 +16,7 @@ PROMPT = "Question: What is the capital of France?\nAnswer:"
 @pytest.fixture(scope="session")
 def causal_lm(gemma3_preset: Path):
     """Load the built preset with KerasHub, greedy sampling."""
-    model = keras_hub.models.CausalLM.from_preset(str(gemma3_preset))
+    model = quiet_import.keras_hub().models.CausalLM.from_preset(str(gemma3_preset))
     model.compile(sampler="greedy")
     return model
 

@@ -4,8 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from handlers.gemma import Choice, GemmaModelHandler, batch_sizes, length_buckets
-from pipeline.graph import handler_prompt_args
+from handlers.choice import Choice
+from handlers.gemma import GemmaModelHandler
+from handlers.shapes import batch_sizes, length_buckets
+from pipeline.models import handler_prompt_args
 from pipeline.prompts import load_prompt
 from tests.tiny_gemma import GENERATE_PROMPT, SCORE_PROMPT, SCORED_LESSONS, TRIAGE_LESSONS
 
@@ -165,7 +167,7 @@ def test_handlers_of_one_preset_and_sampler_share_a_model_tag(tiny_gemma):
 
 
 def test_reachable_lengths_and_scoring_widths_start_at_the_shortest_prompts_bucket():
-    from handlers.gemma import reachable_lengths, scoring_widths
+    from handlers.shapes import reachable_lengths, scoring_widths
 
     assert reachable_lengths(330, 512, 128) == (512,), "330 + 128 needs 512, which is max_length"
     assert reachable_lengths(170, 512, 128) == (384, 512)
@@ -177,7 +179,7 @@ def test_reachable_lengths_and_scoring_widths_start_at_the_shortest_prompts_buck
 @pytest.mark.parametrize("mode", ["score", "generate"])
 def test_after_the_warm_up_at_load_a_varied_stream_compiles_nothing(tiny_gemma, mode):
     from benchmarks.compiles import CompileCounter
-    from pipeline.graph import apology_model, triage_model
+    from pipeline.models import apology_model, triage_model
     from pipeline.options import TriageOptions
     from tests.tiny_gemma import APOLOGY_LESSON
 

@@ -12,12 +12,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from handlers.gemma import GemmaModelHandler, Generation
+from handlers.gemma import GemmaModelHandler
+from handlers.generator import Generation
 from pipeline.contracts import ChatMessage, Stage
 from pipeline.graph import TriageChats
 from pipeline import batch, replay
 from pipeline.options import TriageOptions
-from tests.conftest import read_lines, write_lines
+from tests.support import read_lines, write_lines
 
 # A hung batch waits on this until the test ends; Beam abandons the thread but cannot stop it.
 RELEASE = threading.Event()

@@ -18,25 +18,15 @@ from handlers.gemma import GemmaModelHandler
 from pipeline.contracts import Stage
 from pipeline.graph import TriageChats
 from pipeline.options import TriageOptions
-from pipeline.graph import handler_prompt_args
+from pipeline.models import handler_prompt_args
 from pipeline.prompts import load_prompt
 from pipeline.sinks import to_pubsub_message
+from tests.support import ExplodingHandler, triage_graph
 from tests.tiny_gemma import APOLOGY_LESSON, APOLOGY_PROMPT, GENERATE_PROMPT, SCORE_PROMPT, lesson_chats
 
 BAD_PAYLOADS = [b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}']
 # The chat id of each bad payload, where it had one: dead letters keep it for filtering and replay.
 BAD_PAYLOAD_IDS = [None, None, None, "9", "10"]
-
-
-def _graph(preset: str, handler_cls=GemmaModelHandler, triage_prompt=GENERATE_PROMPT, **handler_kwargs) -> TriageChats:
-    settings = {"max_length": 384, "share_across_processes": False, **handler_kwargs}
-    triage, apology = load_prompt(triage_prompt), load_prompt(APOLOGY_PROMPT)
-    return TriageChats(
-        handler_cls(preset, metrics_namespace="triage_model", **handler_prompt_args(triage), **settings),
-        handler_cls(preset, metrics_namespace="apology_model", **handler_prompt_args(apology), **settings),
-        triage,
-        apology,
-    )
 
 
 def _payloads() -> list[bytes]:
@@ -50,7 +40,7 @@ def _counter(result, namespace: str, name: str) -> int:
 
 def test_routes_each_reply_to_main_negative_or_error(tiny_gemma):
     pipeline = TestPipeline(runner="FnApiRunner")
-    outputs = pipeline | beam.Create(_payloads()) | _graph(tiny_gemma, min_batch_size=4, max_batch_size=4)
+    outputs = pipeline | beam.Create(_payloads()) | triage_graph(tiny_gemma, min_batch_size=4, max_batch_size=4)
     main = outputs["main"] | "MainIds" >> beam.Map(lambda row: (row.chat_id, row.sentiment, row.prompt_version))
     review = outputs["negative"] | "Drafts" >> beam.Map(lambda m: (m.chat_id, m.summary, m.draft_reply))
     errors = outputs["error"] | "ErrorStages" >> beam.Map(lambda d: (d.chat_id, d.stage))
@@ -70,7 +60,7 @@ def test_routes_each_reply_to_main_negative_or_error(tiny_gemma):
 def test_an_invalid_reply_keeps_the_raw_text_and_the_chat(tiny_gemma):
     with TestPipeline(runner="FnApiRunner") as pipeline:
         errors = (
-            pipeline | beam.Create([json.dumps(lesson_chats()[3]).encode()]) | _graph(tiny_gemma)
+            pipeline | beam.Create([json.dumps(lesson_chats()[3]).encode()]) | triage_graph(tiny_gemma)
         )["error"]
         assert_that(
             errors | beam.Map(lambda d: (d.reason, d.raw_output.startswith("Sure!"), json.loads(d.payload)["id"])),
@@ -81,7 +71,7 @@ def test_an_invalid_reply_keeps_the_raw_text_and_the_chat(tiny_gemma):
 def test_scoring_mode_picks_the_sentiment_and_keeps_a_bad_summary(tiny_gemma):
     pipeline = TestPipeline(runner="FnApiRunner")
     payloads = [json.dumps(chat).encode() for chat in lesson_chats()]
-    outputs = pipeline | beam.Create(payloads) | _graph(tiny_gemma, triage_prompt=SCORE_PROMPT, max_batch_size=4)
+    outputs = pipeline | beam.Create(payloads) | triage_graph(tiny_gemma, triage_prompt=SCORE_PROMPT, max_batch_size=4)
     main = outputs["main"] | "Main" >> beam.Map(lambda row: (row.chat_id, row.sentiment, row.summary))
     review = outputs["negative"] | "Drafts" >> beam.Map(lambda m: (m.chat_id, m.summary, m.triage_prompt_version))
     errors = outputs["error"] | "Errors" >> beam.Map(lambda d: (d.chat_id, d.stage, d.reason))
@@ -97,19 +87,9 @@ def test_scoring_mode_picks_the_sentiment_and_keeps_a_bad_summary(tiny_gemma):
     pipeline.run().wait_until_finish()
 
 
-class ExplodingHandler(GemmaModelHandler):
-    """A handler whose model fails every batch, as an out-of-memory GPU would."""
-
-    def load_model(self):
-        return None
-
-    def run_inference(self, batch, model, inference_args=None):
-        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
-
-
 def test_a_failing_model_dead_letters_each_chat_of_the_batch():
     with TestPipeline(runner="FnApiRunner") as pipeline:
-        outputs = pipeline | beam.Create(_payloads()) | _graph("unused", handler_cls=ExplodingHandler)
+        outputs = pipeline | beam.Create(_payloads()) | triage_graph("unused", handler_cls=ExplodingHandler)
         errors = outputs["error"] | beam.Filter(lambda d: d.stage == Stage.TRIAGE_INFERENCE)
         assert_that(
             errors | beam.Map(lambda d: (d.chat_id, "out of memory" in d.reason, d.model_id)),
@@ -131,7 +111,7 @@ def test_streaming_graph_on_a_test_stream(tiny_gemma):
 
     options = PipelineOptions(streaming=True)
     with TestPipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
-        outputs = pipeline | stream | _graph(tiny_gemma)
+        outputs = pipeline | stream | triage_graph(tiny_gemma)
         published = {
             name: outputs[name] | f"Publish_{name}" >> beam.Map(to_pubsub_message)
             for name in ("main", "negative", "error")
@@ -161,7 +141,7 @@ def test_triage_and_apologies_of_one_preset_load_one_model_per_worker(tiny_gemma
     # A preset path of its own: the tag follows the preset, and a model another test loaded under it would be reused.
     preset = shutil.copytree(tiny_gemma, tmp_path / "tiny_gemma")
     pipeline = TestPipeline(runner="FnApiRunner")
-    outputs = pipeline | beam.Create(_payloads()) | _graph(str(preset), share_across_processes=True)
+    outputs = pipeline | beam.Create(_payloads()) | triage_graph(str(preset), share_across_processes=True)
     assert_that(outputs["negative"] | beam.Map(lambda m: m.chat_id), equal_to(["1"]), label="a draft")
     result = pipeline.run()
     result.wait_until_finish()

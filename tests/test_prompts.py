@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.graph import handler_prompt_args
+from pipeline.models import handler_prompt_args
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
 
 TRIAGE_PROMPTS = [prompt_name("triage", family, mode) for family in Family for mode in SentimentMode]

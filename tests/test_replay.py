@@ -18,10 +18,11 @@ from local.stack import LocalStack, Resources
 from pipeline import batch, replay
 from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
-from pipeline.retry import LatestPerChat
+from pipeline.replay_plan import LatestPerChat
 from pipeline.sinks import rejected_row
-from tests.conftest import read_lines, write_lines
-from tests.test_pipeline import ExplodingHandler, GemmaModelHandler, _graph
+from tests.support import read_lines, usage_error, write_lines
+from handlers.gemma import GemmaModelHandler
+from tests.support import ExplodingHandler, triage_graph
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
@@ -51,7 +52,7 @@ def first_run(tiny_gemma, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("first_run")
     source = write_lines(directory / "chats.jsonl", [*lesson_chats(), *MALFORMED])
     pipeline = TestPipeline(runner="FnApiRunner")
-    triage = _graph(tiny_gemma, handler_cls=FailingHandler, min_batch_size=1, max_batch_size=1)
+    triage = triage_graph(tiny_gemma, handler_cls=FailingHandler, min_batch_size=1, max_batch_size=1)
     batch.build_pipeline(pipeline, str(source), str(directory / "out"), triage)
     pipeline.run().wait_until_finish()
     return directory / "out"
@@ -112,7 +113,7 @@ def test_a_rejected_row_is_written_again_without_the_model(tmp_path):
     # The model fails every batch (a chat that reached it would come back as a dead letter): rows must not reach it.
     pipeline = TestPipeline(runner="FnApiRunner")
     settings = replay.ReplaySettings(max_attempts=3, input_glob=str(source), output_dir=str(out))
-    replay.build_pipeline(pipeline, settings, _graph("unused", handler_cls=ExplodingHandler))
+    replay.build_pipeline(pipeline, settings, triage_graph("unused", handler_cls=ExplodingHandler))
     pipeline.run().wait_until_finish()
 
     [row] = read_lines(out, "main")
@@ -128,7 +129,7 @@ def test_a_line_that_is_no_dead_letter_is_parked_as_it_is(tmp_path):
     source = write_lines(tmp_path / "letters.jsonl", lines)
     pipeline = TestPipeline(runner="FnApiRunner")
     settings = replay.ReplaySettings(max_attempts=3, input_glob=str(source), output_dir=str(tmp_path / "out"))
-    replay.build_pipeline(pipeline, settings, _graph("unused", handler_cls=ExplodingHandler))
+    replay.build_pipeline(pipeline, settings, triage_graph("unused", handler_cls=ExplodingHandler))
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -166,13 +167,12 @@ def test_old_dead_letters_stillread_lines():
 @pytest.mark.parametrize("flags, message", [
     (["--output_dir=out"], "give one of --input"),
     (["--input=a", "--input_subscription=projects/p/subscriptions/s", "--output_dir=out"], "give one of --input"),
-    (["--input=a", "--bigquery_table=p:d.t"], "--review_topic --dead_letter_topic --parked_topic"),
+    (["--input=a", "--bigquery_table=p:d.t"], "the sinks are required: --review_topic, --dead_letter_topic, --parked_topic"),
     (["--input=a", "--output_dir=out", "--max_attempts=0"], "--max_attempts must be at least 1"),
     (["--input=a", "--output_dir=out", "--parked_topic=projects/p/topics/t"], "not both"),
 ])
-def test_flags_that_cannot_work_are_a_usage_error(flags, message):
-    with pytest.raises(SystemExit, match=message):
-        replay.run([*flags, "--model=unused"])
+def test_flags_that_cannot_work_are_a_usage_error(flags, message, capsys):
+    assert message in usage_error(capsys, lambda: replay.run([*flags, "--model=unused"]))
 
 
 INSERTED_IDS: list[list[str]] = []

@@ -8,6 +8,7 @@ from pipeline import run
 from pipeline.contracts import TriageRow
 from pipeline.graph import TriageChats
 from pipeline.options import StreamingOptions, TriageOptions
+from tests.support import usage_error
 from pipeline.sinks import bigquery_schema
 
 FLAGS = [
@@ -44,9 +45,9 @@ def test_streaming_graph_sends_each_output_to_its_sink():
     assert feeds["PublishDeadLetters"] == {"AllDeadLetters"}
 
 
-def test_missing_streaming_flags_are_a_usage_error():
-    with pytest.raises(SystemExit, match="--review_topic"):
-        run.run([flag for flag in FLAGS if not flag.startswith("--review_topic")])
+def test_missing_streaming_flags_are_a_usage_error(capsys):
+    error = usage_error(capsys, lambda: run.run([flag for flag in FLAGS if not flag.startswith("--review_topic")]))
+    assert "the following arguments are required: --review_topic" in error
 
 
 def test_bigquery_schema_follows_the_row_contract():

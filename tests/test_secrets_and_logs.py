@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from pipeline import batch
-from tests.conftest import write_lines
+from tests.support import write_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 # What leaked credentials look like: key files, service-account JSON, cloud and Kaggle keys, OAuth and PATs.

@@ -103,7 +103,7 @@ IN_FLIGHT = "[in flight]"
 @pytest.fixture
 def model_stuck_on_marked_chats(monkeypatch):
     """Holds every batch with a chat marked IN_FLIGHT inside the model until released; yields (entered, release)."""
-    from handlers.gemma import KerasHubGenerator
+    from handlers.generator import KerasHubGenerator
 
     entered, release = threading.Event(), threading.Event()
     generate = KerasHubGenerator.generate

@@ -1,4 +1,4 @@
-"""`python -m pipeline.tune` trains a LoRA preset that every entry point loads with `--model`."""
+"""`python -m training.tune` trains a LoRA preset that every entry point loads with `--model`."""
 
 import json
 import shutil
@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from handlers import lora
-from pipeline import batch, evaluate, tune
+from pipeline import batch
+from training import evaluate, tune
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
-from tests.conftest import write_lines
-from tests.test_evaluate import OBVIOUS_CHATS
+from tests.support import write_lines
+from tests.support import OBVIOUS_CHATS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"

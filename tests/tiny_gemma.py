@@ -8,17 +8,16 @@ It learns the instruction-tuned prompts of both sentiment modes and the apology 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import keras
+import numpy as np
+import sentencepiece
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
-import sentencepiece  # noqa: E402
+from handlers import quiet_import
+from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 
-from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name  # noqa: E402
+keras_hub = quiet_import.keras_hub()
 
 SEQUENCE_LENGTH = 384
 END_OF_TURN = "<end_of_turn>"

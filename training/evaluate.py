@@ -1,8 +1,8 @@
 """Evaluation entry point: how well the triage model's sentiment matches labeled data.
 
-    python -m pipeline.evaluate --labeled ../shared/data/tweeteval_sentiment_val.jsonl --limit 300 [--model PRESET]
-    python -m pipeline.evaluate --labeled samples/chats.jsonl --label_file samples/labels.jsonl
-    python -m pipeline.evaluate --labeled ROWS --model TUNED --compare BASE --sentiment_only
+    python -m training.evaluate --labeled ../shared/data/tweeteval_sentiment_val.jsonl --limit 300 [--model PRESET]
+    python -m training.evaluate --labeled samples/chats.jsonl --label_file samples/labels.jsonl
+    python -m training.evaluate --labeled ROWS --model TUNED --compare BASE --sentiment_only
 
 Each labeled row becomes a chat message and goes through the batch job's own transforms (parse, prompt, model,
 reply parser); with `--sentiment_only` the model only picks the label (score mode), without the summary. Every
@@ -23,19 +23,34 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-
 from pipeline.contracts import LabeledExample, SentimentComparison, SentimentReport
-from pipeline.graph import TRIAGE_NAMESPACE, triage_model
+from pipeline.launch import Job
+from pipeline.models import TRIAGE_NAMESPACE, triage_model, use_default_model
 from pipeline.inputs import ParseChats
-from pipeline.options import EvaluateOptions, TriageOptions, parse_options, require, use_default_model
+from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
-from pipeline.dead_letters import ERROR
-from pipeline.triage import MAIN, NEGATIVE, CreatePrompts, Triage
+from pipeline.tags import ERROR, MAIN, NEGATIVE
+from pipeline.triage import CreatePrompts, Triage
+from training.options import EvaluateOptions
 
 CLASSES = {-1: "negative", 0: "neutral", 1: "positive"}
+
+
+def _sentiment_only_needs_score_mode(options: PipelineOptions) -> None:
+    if options.view_as(EvaluateOptions).sentiment_only and options.view_as(TriageOptions).sentiment_mode != SentimentMode.SCORE:
+        raise ValueError("--sentiment_only needs --sentiment_mode score: only a scored label comes without a reply")
+
+
+JOB = Job(
+    prog="python -m training.evaluate",
+    description="How well the triage model's sentiment matches labeled rows, through the batch job's transforms.",
+    options=(EvaluateOptions, TriageOptions),
+    required=("labeled",),
+    check=_sentiment_only_needs_score_mode,
+)
 
 
 def load_labeled(pattern: str, labels_path: str | None = None, limit: int | None = None) -> list[tuple[dict, int]]:
@@ -168,12 +183,9 @@ def _inference_seconds(result) -> float:
 
 def run(argv: list[str] | None = None) -> SentimentComparison:
     """Parses flags, triages the labeled rows with each model, prints and returns the reports."""
-    options = parse_options(argv, "FnApiRunner")
+    options = JOB.parse(argv)
     evaluation, triage_options = options.view_as(EvaluateOptions), options.view_as(TriageOptions)
-    require(evaluation, "labeled")
     use_default_model(triage_options)
-    if evaluation.sentiment_only and triage_options.sentiment_mode != SentimentMode.SCORE:
-        raise SystemExit("--sentiment_only needs --sentiment_mode score: only a scored label comes without a reply")
     pairs = load_labeled(evaluation.labeled, evaluation.label_file, evaluation.limit)
     if not pairs:
         raise SystemExit(f"no labeled rows in {evaluation.labeled}")
@@ -227,5 +239,5 @@ def comparison_table(comparison: SentimentComparison) -> str:
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING)
     run()

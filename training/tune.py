@@ -1,6 +1,6 @@
 """Fine-tuning entry point: LoRA on a KerasHub Gemma preset for the sentiment label the scoring prompt reads.
 
-    python -m pipeline.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl --output DIR [--base PRESET]
+    python -m training.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl --output DIR [--base PRESET]
 
 Each labeled row is rendered with the tuned family's scoring prompt (`prompts/tuned/triage_score.toml`); the
 backbone's last hidden state is projected onto the label tokens' embeddings only (Gemma ties them to the output
@@ -21,12 +21,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from handlers import lora
-from handlers.gemma import length_buckets
+
+from handlers import lora, quiet_import
+from handlers.shapes import length_buckets
 from pipeline.contracts import LabeledExample
-from pipeline.evaluate import CLASSES, load_labeled, score
-from pipeline.options import require, tune_options
 from pipeline.prompts import Family, PromptTemplate, SentimentMode, load_prompt, prompt_name
+from training.evaluate import CLASSES, load_labeled, score
+from training.options import tune_options
 
 TUNED_PROMPT = prompt_name("triage", Family.TUNED, SentimentMode.SCORE)
 
@@ -191,12 +192,10 @@ def _class_weights(targets: np.ndarray) -> np.ndarray:
 
 def run(argv: list[str] | None = None) -> dict:
     """Parses flags, trains, saves the LoRA preset and returns (and prints) its manifest."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
-    import keras_hub
 
+    keras_hub = quiet_import.keras_hub()
     options = tune_options(argv)
-    require(options, "labeled", "output")
     if not options.base:
         from handlers import gguf_preset
 
@@ -289,9 +288,11 @@ def run(argv: list[str] | None = None) -> dict:
 def calibrate(held_out: Encoded, logits: np.ndarray, labels: list[str], held_out_labels: dict[str, int]) -> dict:
     """The manifest's `label_offsets` (which `handlers.lora.label_offsets` hands to the handler), fitted on the
     held-out rows, and their macro recall with them (optimistic: fitted on the same rows)."""
+    # Rounded before they are scored, so the figure is that of the offsets the manifest records.
     offsets = np.round(fit_label_offsets(logits, held_out.targets), 2)
     metrics = score(held_out_labels, predictions(held_out, logits + offsets))
     return {
+        # float32 0.3 prints as 0.30000001192092896: rounded again as a Python float for the manifest.
         "label_offsets": {label: round(float(offset), 2) for label, offset in zip(labels, offsets)},
         "held_out_with_offsets": {"macro_recall": metrics["macro_recall"], "recall": metrics["recall"]},
     }

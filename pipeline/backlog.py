@@ -49,7 +49,7 @@ class _DrainFn(beam.DoFn):
         self._client.close()
 
 
-class DrainSubscription(beam.PTransform):
+class ReadBacklog(beam.PTransform):
     """A batch source: the data of the messages on `subscription` when the job runs, each read once.
 
     Everything is pulled in one step and the Reshuffle after it is a barrier in a batch job: no later step runs

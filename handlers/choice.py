@@ -1,0 +1,56 @@
+"""Choosing a label by likelihood: the options, the model's prior for them, and what is generated after."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from handlers.generator import KerasHubGenerator
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Makes the handler pick one of `options` by likelihood before it generates.
+
+    For each prompt, the option the model finds most likely as the next token wins (its log-probability less
+    its mean on the `baseline_prompts`, inputs that carry no information); the model then continues
+    `prompt + option + then`, and the reply is that continuation, with the option in `Generation.choice`.
+    Every option must be one token of the model's vocabulary.
+
+    With `continue_head` = (head, replacement), a prompt that begins with `head` is continued with `replacement`
+    in its place: the choice is read from a short prompt, the continuation written after a longer one.
+    `offsets` (one per option, or none) are added to the options' scores: a tuned model's correction of its
+    lean towards some labels, fitted on held-out rows.
+    """
+
+    options: tuple[str, ...]
+    then: str = ""
+    baseline_prompts: tuple[str, ...] = ()
+    continue_head: tuple[str, str] | None = None
+    offsets: tuple[float, ...] = ()
+
+    def prior(self, model: KerasHubGenerator, pad_to: int | None = None) -> np.ndarray:
+        """What is subtracted from every prompt's option scores: the options' mean log-probability on the
+        `baseline_prompts` (one pass; it does not depend on the chat), less the `offsets`."""
+        mean = (
+            model.next_token_logprobs(list(self.baseline_prompts), model.token_ids(self.options), pad_to=pad_to)
+            .mean(axis=0)
+            if self.baseline_prompts else np.zeros(len(self.options), dtype="float32")
+        )
+        return mean - np.asarray(self.offsets, dtype="float32") if self.offsets else mean
+
+    def pick(
+        self, model: KerasHubGenerator, prompts: list[str], prior: np.ndarray, *,
+        pad_to: int | None = None, max_length: int | None = None,
+    ) -> list[str]:
+        """The option each prompt's likeliest next token is, relative to `prior` (see `prior`): one scoring pass,
+        padded as `KerasHubGenerator.next_token_logprobs` pads it."""
+        scores = model.next_token_logprobs(prompts, model.token_ids(self.options), pad_to=pad_to, max_length=max_length)
+        return [self.options[best] for best in (scores - prior).argmax(axis=1)]
+
+    def continuation(self, prompt: str, option: str) -> str:
+        """What the model continues once `option` is chosen for `prompt`."""
+        if self.continue_head and prompt.startswith(self.continue_head[0]):
+            prompt = self.continue_head[1] + prompt[len(self.continue_head[0]) :]
+        return prompt + option + self.then

@@ -1,0 +1,1 @@
+"""Evaluation and fine-tuning of the triage model: run by developers, never shipped to the workers."""

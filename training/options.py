@@ -1,0 +1,74 @@
+"""Command-line flags of the evaluation and tuning commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.launch import HelpFormatter
+
+EVALUATION = "evaluation"
+
+
+class EvaluateOptions(PipelineOptions):
+    """Flags of `python -m training.evaluate`, beside `TriageOptions`."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        evaluation = parser.add_argument_group(EVALUATION)
+        evaluation.add_argument(
+            "--labeled", help='Glob of JSON Lines files: {"id", "text", "label"} lines, or chats with --labels.'
+        )
+        evaluation.add_argument(
+            "--label_file", default=None,
+            help='JSON Lines file of {"id", "label"} lines for --labeled chat files.',
+        )
+        evaluation.add_argument("--limit", type=int, default=None, help="Evaluate only the first N labeled rows.")
+        evaluation.add_argument(
+            "--compare", action="append", default=None,
+            help="Another preset to evaluate on the same rows after --model (repeatable), e.g. base against tuned.",
+        )
+        evaluation.add_argument(
+            "--sentiment_only", action="store_true",
+            help="Score mode: only pick the label, without generating the summary (several times faster).",
+        )
+
+
+def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags of `python -m training.tune`, which runs no Beam pipeline: a plain parser, so that its flags (some
+    named like the evaluation's) stay out of every `PipelineOptions` parse."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.tune", description="LoRA fine-tuning of a KerasHub Gemma preset.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--labeled", action="append", required=True,
+        help='Glob of JSON Lines files of {"id", "text", "label"} rows to train on; repeat for more files.',
+    )
+    parser.add_argument("--base", default=None, help="KerasHub preset to tune (default: the local Gemma 3 270M base).")
+    parser.add_argument("--output", required=True, help="Folder for the LoRA preset: adapter weights and manifest.")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank.")
+    parser.add_argument(
+        "--train_layers", type=int, default=6,
+        help="Train the LoRA weights of the top N transformer layers only (cheaper backward pass).",
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="Most passes over the training rows.")
+    parser.add_argument("--batch_size", type=int, default=16, help="Rows per training step.")
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam's learning rate.")
+    parser.add_argument(
+        "--validation_share", type=float, default=0.1,
+        help="Share of each class held out to measure macro recall after every epoch.",
+    )
+    parser.add_argument(
+        "--patience", type=int, default=1, help="Stop after this many epochs without a better held-out macro recall."
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="Train on at most N rows (after the held-out share is set aside)."
+    )
+    parser.add_argument("--max_tokens", type=int, default=256, help="Skip rows whose prompt is longer, in tokens.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split, the shuffling and the LoRA init.")
+    parser.add_argument(
+        "--prompts_dir", default=None, help="Folder of prompt TOML files (default: the packaged prompts/)."
+    )
+    return parser.parse_args(argv)
