@@ -44,9 +44,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         warm_up_prompt: the shortest prompt this handler will be sent (its template around a one-word chat).
             With it, the model runs every shape a stream can meet before the first batch is answered: each
             padded batch size at each length bucket a prompt at least this long can land in, for `generate()`
-            and, with `choice`, for the scoring pass (`KerasHubGenerator.warm_up`). It costs load time (measured:
-            12 shapes of the 270M model, up to batch 8 × 768 tokens, in 302 s on two busy CPU cores), and no
-            batch compiles after it.
+            and, with `choice`, for the scoring pass (`KerasHubGenerator.warm_up`). It costs load time (minutes on a CPU:
+            benchmarks/README.md), and no batch compiles after it.
 
     Batches are padded to one of `batch_sizes(max_batch_size)` rows, so the model compiles a few shapes only.
 
