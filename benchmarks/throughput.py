@@ -211,11 +211,11 @@ def _run_bare(arguments, per_element: bool) -> dict:
     import numpy as np
 
     from benchmarks.compiles import CompileCounter
-    from handlers import lora, quiet_import
+    from handlers import lora, native_logs
     from handlers.generator import KerasHubGenerator
     from pipeline.models import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS, handler_prompt_args
 
-    keras_hub = quiet_import.keras_hub()
+    keras_hub = native_logs.keras_hub()
 
     workdir = Path(arguments.workdir)
     (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)

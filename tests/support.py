@@ -96,3 +96,26 @@ OBVIOUS_CHATS = [
     ("n1", "What time does the Main Street store open on Sundays?", 0),
     ("n2", "Can I change the delivery address on order 4521?", 0),
 ]
+
+
+class _FlagRecorder:
+    """Stands in for Beam's argument parser to read what an options class declares, flag by flag."""
+
+    def __init__(self):
+        self.flags: dict[str, dict] = {}
+
+    def add_argument(self, flag: str, **kwargs):
+        self.flags[flag.removeprefix("--")] = kwargs
+
+    def add_argument_group(self, title: str):
+        return self
+
+    add_value_provider_argument = add_argument
+
+
+def declared_flags(options_classes) -> dict[str, dict]:
+    """The flags of the given options classes, each with its `add_argument` keyword arguments."""
+    recorder = _FlagRecorder()
+    for options_class in options_classes:
+        options_class._add_argparse_args(recorder)
+    return recorder.flags

@@ -20,7 +20,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import _bool
-from tests.support import ROOT, TEMPLATES, load_metadata, parse_printed_spec, requires_gcloud
+from tests.support import ROOT, TEMPLATES, declared_flags, load_metadata, parse_printed_spec, requires_gcloud
 
 # ParameterMetadata.paramType values of the Dataflow API (v1b3); gcloud does not check them itself.
 PARAM_TYPES = {
@@ -54,29 +54,6 @@ EXAMPLES = {
     "max_batch_size": (["16"], ["0", "1.5"]),
     "share_model_across_processes": (["true", "false"], ["yes", "1", ""]),
 }
-
-
-class _FlagRecorder:
-    """Stands in for Beam's argument parser to read what an options class declares, flag by flag."""
-
-    def __init__(self):
-        self.flags: dict[str, dict] = {}
-
-    def add_argument(self, flag: str, **kwargs):
-        self.flags[flag.removeprefix("--")] = kwargs
-
-    def add_argument_group(self, title: str):
-        return self
-
-    add_value_provider_argument = add_argument
-
-
-def declared_flags(options_classes) -> dict[str, dict]:
-    """The flags of the given options classes, each with its `add_argument` keyword arguments."""
-    recorder = _FlagRecorder()
-    for options_class in options_classes:
-        options_class._add_argparse_args(recorder)
-    return recorder.flags
 
 
 def _parameters(path: str) -> dict[str, dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers import gguf_preset, quiet_import
+from handlers import gguf_preset, native_logs
 
 PROMPT = "Question: What is the capital of France?\nAnswer:"
 
@@ -16,7 +16,7 @@ PROMPT = "Question: What is the capital of France?\nAnswer:"
 @pytest.fixture(scope="session")
 def causal_lm(gemma3_preset: Path):
     """Load the built preset with KerasHub, greedy sampling."""
-    model = quiet_import.keras_hub().models.CausalLM.from_preset(str(gemma3_preset))
+    model = native_logs.keras_hub().models.CausalLM.from_preset(str(gemma3_preset))
     model.compile(sampler="greedy")
     return model
 

@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import sentencepiece
 
-from handlers import quiet_import
+from handlers import native_logs
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 
-keras_hub = quiet_import.keras_hub()
+keras_hub = native_logs.keras_hub()
 
 SEQUENCE_LENGTH = 384
 END_OF_TURN = "<end_of_turn>"

@@ -7,6 +7,7 @@ import argparse
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch import HelpFormatter
+from pipeline.options import INPUT_OUTPUT
 
 EVALUATION = "evaluation"
 
@@ -16,14 +17,15 @@ class EvaluateOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        evaluation = parser.add_argument_group(EVALUATION)
-        evaluation.add_argument(
-            "--labeled", help='Glob of JSON Lines files: {"id", "text", "label"} lines, or chats with --labels.'
+        files = parser.add_argument_group(INPUT_OUTPUT)
+        files.add_argument(
+            "--labeled", help='Glob of JSON Lines files: {"id", "text", "label"} lines, or chats with --label_file.'
         )
-        evaluation.add_argument(
+        files.add_argument(
             "--label_file", default=None,
             help='JSON Lines file of {"id", "label"} lines for --labeled chat files.',
         )
+        evaluation = parser.add_argument_group(EVALUATION)
         evaluation.add_argument("--limit", type=int, default=None, help="Evaluate only the first N labeled rows.")
         evaluation.add_argument(
             "--compare", action="append", default=None,

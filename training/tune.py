@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handlers import lora, quiet_import
+from handlers import lora, native_logs
 from handlers.shapes import length_buckets
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, PromptTemplate, SentimentMode, load_prompt, prompt_name
@@ -194,7 +194,7 @@ def run(argv: list[str] | None = None) -> dict:
     """Parses flags, trains, saves the LoRA preset and returns (and prints) its manifest."""
     import keras
 
-    keras_hub = quiet_import.keras_hub()
+    keras_hub = native_logs.keras_hub()
     options = tune_options(argv)
     if not options.base:
         from handlers import gguf_preset
