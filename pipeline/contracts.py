@@ -209,6 +209,8 @@ class LabeledExample(Record):
     id: Identifier
     text: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
     label: Sentiment
+    summary: str | None = Field(default=None, description="reference summary, one sentence in the chat's language")
+    reply: str | None = Field(default=None, description="reference reply to a complaint, per prompts/reply_style.md")
 
     def as_chat(self) -> dict:
         """The example as the chat message the pipeline reads."""

@@ -19,7 +19,7 @@ class Family(enum.StrEnum):
 
     BASE = "base"  # pretrained only: continues text, so it gets few-shot completion prompts
     INSTRUCT = "instruct"  # instruction-tuned: follows chat turns
-    TUNED = "tuned"  # a base model with a LoRA from `training.tune`: short scoring prompt, base prompts otherwise
+    TUNED = "tuned"  # a base model with a LoRA from `training.tune`: short prompts it was trained on
 
 
 class SentimentMode(enum.StrEnum):
@@ -34,7 +34,7 @@ _INSTRUCT_NAME = re.compile(r"instruct|(^|[_-])it($|[_-])", re.IGNORECASE)
 
 
 # The prompts a tuned preset was trained on; for its other tasks it is still the base model it was tuned from.
-_TUNED_PROMPTS = frozenset({"triage_score"})
+_TUNED_PROMPTS = frozenset({"triage_score", "apology"})
 
 
 def detect_family(preset: str) -> Family:
@@ -73,7 +73,8 @@ class LabelScoring:
 class PromptTemplate:
     """A versioned prompt; `$name` placeholders are filled with escaped text.
 
-    `stop` holds the texts that end the model's reply; `scoring` is set for scoring prompts only.
+    `stop` holds the texts that end the model's reply; `scoring` is set for scoring prompts only. With
+    `chat_line_prefix`, every line of `$chat` starts with it, so no line of a chat can pass for one of the template's.
     """
 
     name: str
@@ -81,10 +82,13 @@ class PromptTemplate:
     template: str
     stop: tuple[str, ...] = ()
     scoring: LabelScoring | None = None
+    chat_line_prefix: str = ""
 
     def render(self, **values: object) -> str:
         """Fills the template; every value is escaped so it cannot close the `<chat>` tags around it."""
         escaped = {key: html.escape(str(value), quote=False) for key, value in values.items()}
+        if self.chat_line_prefix and "chat" in escaped:
+            escaped["chat"] = "\n".join(self.chat_line_prefix + line for line in escaped["chat"].split("\n"))
         return string.Template(self.template).substitute(escaped)
 
     def head(self) -> str:
@@ -128,6 +132,7 @@ def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplat
         version=version,
         template=spec["template"],
         stop=tuple(spec.get("stop", ())),
+        chat_line_prefix=spec.get("chat_line_prefix", ""),
         scoring=LabelScoring(
             labels=dict(scoring["labels"]), then=scoring["then"], content_free=tuple(scoring.get("content_free", ())),
             continue_head=continue_head,

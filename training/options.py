@@ -68,7 +68,13 @@ def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--limit", type=int, default=None, help="Train on at most N rows (after the held-out share is set aside)."
     )
-    parser.add_argument("--max_tokens", type=int, default=256, help="Skip rows whose prompt is longer, in tokens.")
+    parser.add_argument(
+        "--max_tokens", type=int, default=384, help="Skip sequences (prompt and text) longer than this, in tokens."
+    )
+    parser.add_argument(
+        "--text_repeats", type=int, default=3,
+        help="Passes over the rows with reference texts (summaries, replies) in each epoch: they are few.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split, the shuffling and the LoRA init.")
     parser.add_argument(
         "--prompts_dir", default=None, help="Folder of prompt TOML files (default: the packaged prompts/)."

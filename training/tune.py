@@ -1,20 +1,24 @@
-"""Fine-tuning entry point: LoRA on a KerasHub Gemma preset for the sentiment label the scoring prompt reads.
+"""Fine-tuning entry point: LoRA on a KerasHub Gemma preset for the whole task the tuned prompts ask for: the
+sentiment label, the one-sentence summary and, for complaints, the reply.
 
-    python -m training.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl --output DIR [--base PRESET]
+    python -m training.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl \
+        --labeled 'data/support_chats/train.jsonl' --output DIR [--base PRESET]
 
-Each labeled row is rendered with the tuned family's scoring prompt (`prompts/tuned/triage_score.toml`); the
-backbone's last hidden state is projected onto the label tokens' embeddings only (Gemma ties them to the output
-layer), and the LoRA weights are trained with a class-weighted cross-entropy over those three logits, which is
-what score mode's argmax reads. A share of the rows is held out: after each epoch its macro recall is reported
-and the best epoch's weights kept; training stops when it has not improved for `--patience` epochs. The output
-is a LoRA preset (`handlers.lora`) that `--model` loads. The report is printed as JSON on the last line.
+Each labeled row is rendered with the tuned family's scoring prompt (`prompts/tuned/triage_score.toml`): the label
+is learned from the label tokens' logits after it (what score mode's argmax reads), with a class-weighted
+cross-entropy. A row with a reference summary also teaches the summary written after its true label, and one with
+a reference reply the reply written after the apology prompt (`prompts/tuned/apology.toml`): a teacher-forced
+cross-entropy on their tokens. One adapter serves both steps, so the triage and apology steps share one model.
+A share of the rows is held out: after each epoch its macro recall and text loss are reported and the best epoch's
+weights kept; training stops when it has not improved for `--patience` epochs. The output is a LoRA preset
+(`handlers.lora`) that `--model` loads. The report is printed as JSON on the last line.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter, defaultdict
@@ -23,13 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from handlers import lora, native_logs
-from handlers.shapes import length_buckets
 from pipeline.contracts import LabeledExample
-from pipeline.prompts import Family, PromptTemplate, SentimentMode, load_prompt, prompt_name
-from training.evaluate import CLASSES, load_labeled, score
+from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
+from training.encoding import Encoder, Sequence, batches, encode
+from training.evaluate import CLASSES, score
+from training.lora_steps import LoraTrainer
 from training.options import tune_options
 
 TUNED_PROMPT = prompt_name("triage", Family.TUNED, SentimentMode.SCORE)
+APOLOGY_PROMPT = prompt_name("apology", Family.TUNED)
 
 
 def split(
@@ -52,120 +58,9 @@ def split(
     return training[:limit], held_out
 
 
-class Encoded:
-    """Rows tokenised once, in Python (KerasHub's tf.data preprocessing loses the tokenizer inside `fit()`)."""
-
-    def __init__(self, examples: list[LabeledExample], prompt: PromptTemplate, tokenizer, max_tokens: int):
-        sequences = []
-        for start in range(0, len(examples), 256):
-            chunk = examples[start : start + 256]
-            for ids in tokenizer([prompt.render(chat=example.text) for example in chunk]):
-                sequences.append([tokenizer.start_token_id, *np.asarray(ids).tolist()])
-        labels = list(prompt.scoring.labels.values())
-        kept = [index for index, sequence in enumerate(sequences) if len(sequence) <= max_tokens]
-        self.dropped = len(sequences) - len(kept)
-        self.sequences = [sequences[index] for index in kept]
-        self.ids = [str(examples[index].id) for index in kept]
-        self.targets = np.asarray([labels.index(examples[index].label) for index in kept], dtype="int32")
-        self.buckets = length_buckets(max_tokens)
-
-    def batches(self, batch_size: int, rng: np.random.Generator | None = None):
-        """(token matrix, last positions, targets, row mask, row indices) per batch; rows of one length bucket
-        share a batch, and batches are padded to `batch_size` rows, so the step compiles once per bucket."""
-        groups = defaultdict(list)
-        for index, sequence in enumerate(self.sequences):
-            groups[next(b for b in self.buckets if b >= len(sequence))].append(index)
-        plan = []
-        for width, indices in sorted(groups.items()):
-            if rng is not None:
-                rng.shuffle(indices)
-            plan += [(width, indices[start : start + batch_size]) for start in range(0, len(indices), batch_size)]
-        if rng is not None:
-            rng.shuffle(plan)
-        for width, indices in plan:
-            tokens = np.zeros((batch_size, width), dtype="int32")
-            last = np.zeros(batch_size, dtype="int32")
-            targets = np.zeros(batch_size, dtype="int32")
-            mask = np.zeros(batch_size, dtype="float32")
-            for row, index in enumerate(indices):
-                sequence = self.sequences[index]
-                tokens[row, : len(sequence)] = sequence
-                last[row] = len(sequence) - 1
-                targets[row] = self.targets[index]
-                mask[row] = 1.0
-            yield tokens, last, targets, mask, indices
-
-
-class LabelHead:
-    """Jitted training and scoring steps over the label tokens' logits only, never the whole vocabulary."""
-
-    def __init__(self, backbone, label_ids: list[int], class_weights: np.ndarray, learning_rate: float):
-        import jax
-        import keras
-
-        self._backbone = backbone
-        embeddings = backbone.token_embedding.embeddings
-        self._embedding_index = next(i for i, v in enumerate(backbone.non_trainable_variables) if v is embeddings)
-        self._label_ids = np.asarray(label_ids, dtype="int32")
-        self._class_weights = np.asarray(class_weights, dtype="float32")
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(backbone.trainable_variables)
-        self.trainable = [v.value for v in backbone.trainable_variables]
-        self._non_trainable = [v.value for v in backbone.non_trainable_variables]
-        self._optimizer_state = [v.value for v in self.optimizer.variables]
-        self._train_step = jax.jit(self._step, donate_argnums=(0, 1))
-        self._logits = jax.jit(self._label_logits)
-
-    def _label_logits(self, trainable, non_trainable, tokens, last):
-        import jax.numpy as jnp
-
-        hidden, _ = self._backbone.stateless_call(
-            trainable, non_trainable, {"token_ids": tokens, "padding_mask": tokens != 0}
-        )
-        at_last = hidden[jnp.arange(hidden.shape[0]), last]
-        label_embeddings = jnp.take(non_trainable[self._embedding_index], self._label_ids, axis=0)
-        return (at_last @ label_embeddings.T).astype("float32")
-
-    def _loss(self, trainable, non_trainable, tokens, last, targets, mask):
-        import jax
-        import jax.numpy as jnp
-
-        logits = self._label_logits(trainable, non_trainable, tokens, last)
-        picked = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[:, None], axis=1)[:, 0]
-        weights = mask * jnp.take(self._class_weights, targets)
-        return -(weights * picked).sum() / jnp.maximum(mask.sum(), 1.0)
-
-    def _step(self, trainable, optimizer_state, non_trainable, tokens, last, targets, mask):
-        import jax
-
-        loss, grads = jax.value_and_grad(self._loss)(trainable, non_trainable, tokens, last, targets, mask)
-        trainable, optimizer_state = self.optimizer.stateless_apply(optimizer_state, grads, trainable)
-        return trainable, optimizer_state, loss
-
-    def train(self, tokens, last, targets, mask) -> float:
-        self.trainable, self._optimizer_state, loss = self._train_step(
-            self.trainable, self._optimizer_state, self._non_trainable, tokens, last, targets, mask
-        )
-        return float(loss)
-
-    def logits(self, data: Encoded, batch_size: int) -> np.ndarray:
-        """The label logits of every row, shape (rows, labels), in the rows' order."""
-        logits = np.zeros((len(data.sequences), len(self._label_ids)), dtype="float32")
-        for tokens, last, _, _, indices in data.batches(batch_size):
-            batch = np.asarray(self._logits(self.trainable, self._non_trainable, tokens, last))
-            logits[indices] = batch[: len(indices)]
-        return logits
-
-    def store(self) -> None:
-        """Copies the trained LoRA weights into the backbone's variables, for saving (the training step donates
-        its buffers, so the variables get copies)."""
-        for variable, value in zip(self._backbone.trainable_variables, self.trainable):
-            variable.assign(np.asarray(value))
-
-
-def predictions(data: Encoded, logits: np.ndarray) -> dict[str, int]:
-    """Each row's predicted sentiment: the label with the highest logit."""
-    return {row_id: list(CLASSES)[int(best)] for row_id, best in zip(data.ids, logits.argmax(axis=1))}
+def predictions(logits: np.ndarray) -> dict[str, int]:
+    """Each row's predicted sentiment (rows keyed by their index): the label with the highest logit."""
+    return {str(row): list(CLASSES)[int(best)] for row, best in enumerate(logits.argmax(axis=1))}
 
 
 def fit_label_offsets(logits: np.ndarray, targets: np.ndarray, step: float = 0.05, span: float = 4.0) -> np.ndarray:
@@ -190,6 +85,17 @@ def _class_weights(targets: np.ndarray) -> np.ndarray:
     return (len(targets) / (len(CLASSES) * np.maximum(counts, 1))).astype("float32")
 
 
+def read_examples(pattern: str) -> list[LabeledExample]:
+    """The labeled rows of the files `pattern` matches, with their reference texts where they have any."""
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f"no file matches {pattern}")
+    return [
+        LabeledExample.model_validate_json(line)
+        for path in paths for line in Path(path).read_text("utf-8").splitlines() if line.strip()
+    ]
+
+
 def run(argv: list[str] | None = None) -> dict:
     """Parses flags, trains, saves the LoRA preset and returns (and prints) its manifest."""
     import keras
@@ -201,11 +107,8 @@ def run(argv: list[str] | None = None) -> dict:
 
         options.base = str(gguf_preset.build_preset())
     keras.utils.set_random_seed(options.seed)
-    prompt = load_prompt(TUNED_PROMPT, options.prompts_dir)
-    examples = [
-        LabeledExample.model_validate({"id": chat["id"], "text": chat["chat_message"], "label": label})
-        for pattern in options.labeled for chat, label in load_labeled(pattern)
-    ]
+    triage, apology = load_prompt(TUNED_PROMPT, options.prompts_dir), load_prompt(APOLOGY_PROMPT, options.prompts_dir)
+    examples = [example for pattern in options.labeled for example in read_examples(pattern)]
     training_rows, held_out_rows = split(examples, options.validation_share, options.seed, options.limit)
     logging.info("%d training rows, %d held out", len(training_rows), len(held_out_rows))
 
@@ -217,29 +120,40 @@ def run(argv: list[str] | None = None) -> dict:
         # Their LoRA weights stay zero: gradients then stop at the first trained layer, which saves most of the
         # backward pass (the forward pass still runs through every layer).
         layer.trainable = False
-    training = Encoded(training_rows, prompt, tokenizer, options.max_tokens)
-    held_out = Encoded(held_out_rows, prompt, tokenizer, options.max_tokens)
-    labels = list(prompt.scoring.labels)
+    encoder = Encoder(tokenizer, triage, apology)
+    training, training_dropped = _fitting(encode(encoder, training_rows), options.max_tokens)
+    held_out, held_out_dropped = _fitting(encode(encoder, held_out_rows), options.max_tokens)
+    labelled = [sequence for sequence in held_out if sequence.label >= 0]
+    labels = list(triage.scoring.labels)
     label_ids = [int(np.asarray(tokenizer.tokenize(label)).ravel()[0]) for label in labels]
-    head = LabelHead(backbone, label_ids, _class_weights(training.targets), options.learning_rate)
-    held_out_labels = {held_out.ids[i]: list(CLASSES)[int(t)] for i, t in enumerate(held_out.targets)}
+    vocabulary = np.unique([token for s in training + held_out if s.text_from for token in s.tokens[s.text_from :]])
+    targets = np.asarray([sequence.label for sequence in training if sequence.label >= 0])
+    trainer = LoraTrainer(backbone, label_ids, _class_weights(targets), vocabulary, options.learning_rate)
+    held_out_labels = {str(index): list(CLASSES)[sequence.label] for index, sequence in enumerate(labelled)}
+    # Text rows are few beside the label-only rows: each epoch goes over them `text_repeats` times.
+    schedule = training + [s for s in training if s.text_from] * (options.text_repeats - 1)
 
     output = Path(options.output)
     description = {
         "base": lora.base_description(options.base),
         "rank": options.rank,
-        "prompt": {"family": Family.TUNED.value, "name": TUNED_PROMPT, "version": prompt.version},
+        "prompt": {"family": Family.TUNED.value, "name": TUNED_PROMPT, "version": triage.version},
+        "apology_prompt": {"name": APOLOGY_PROMPT, "version": apology.version},
         "data": {
             "labeled": options.labeled,
             "label_counts": {CLASSES[label]: n for label, n in sorted(Counter(e.label for e in examples).items())},
-            "training_rows": len(training.sequences), "held_out_rows": len(held_out.sequences),
-            "dropped_longer_than_max_tokens": training.dropped + held_out.dropped,
+            "training_rows": len(training_rows), "held_out_rows": len(held_out_rows),
+            "training_sequences": len(training), "text_sequences": sum(1 for s in training if s.text_from),
+            "dropped_longer_than_max_tokens": training_dropped + held_out_dropped,
             "limit": options.limit,
         },
         "seed": options.seed,
         "hyper_parameters": {
             "epochs": options.epochs, "batch_size": options.batch_size, "learning_rate": options.learning_rate,
-            "optimizer": "adam", "loss": "class-weighted cross-entropy over the label tokens",
+            "optimizer": "adam",
+            "loss": "class-weighted cross-entropy over the label tokens, plus cross-entropy of each summary and "
+            "reply token over the vocabulary of the training texts",
+            "text_vocabulary": len(vocabulary), "text_repeats": options.text_repeats,
             "lora_targets": backbone.default_lora_layer_names(), "train_layers": options.train_layers,
             "validation_share": options.validation_share, "patience": options.patience,
             "max_tokens": options.max_tokens,
@@ -248,29 +162,31 @@ def run(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(options.seed)
     history, best, waited, train_seconds = [], None, 0, 0.0
     for epoch in range(1, options.epochs + 1):
-        progress = keras.utils.Progbar(len(training.sequences), stateful_metrics=["loss", "examples/s"])
+        progress = keras.utils.Progbar(len(schedule), stateful_metrics=["loss", "sequences/s"])
         started, seen, losses = time.monotonic(), 0, []
-        for tokens, last, targets, mask, indices in training.batches(options.batch_size, rng):
-            losses.append(head.train(tokens, last, targets, mask))
-            seen += len(indices)
+        for batch in batches(schedule, options.batch_size, options.max_tokens, rng):
+            losses.append(trainer.train(batch))
+            seen += len(batch.rows)
             rate = seen / (time.monotonic() - started)
-            progress.update(seen, [("loss", float(np.mean(losses[-50:]))), ("examples/s", rate)])
+            progress.update(seen, [("loss", float(np.mean(losses[-50:]))), ("sequences/s", rate)])
         epoch_seconds = time.monotonic() - started
         train_seconds += epoch_seconds
-        held_out_logits = head.logits(held_out, options.batch_size)
-        metrics = score(held_out_labels, predictions(held_out, held_out_logits))
+        held_out_logits = trainer.label_logits(labelled, options.batch_size, options.max_tokens)
+        held_out_targets = np.asarray([sequence.label for sequence in labelled])
+        metrics = score(held_out_labels, predictions(held_out_logits))
         record = {
             "epoch": epoch, "train_loss": round(float(np.mean(losses)), 4), "epoch_seconds": round(epoch_seconds, 1),
-            "examples_per_second": round(len(training.sequences) / epoch_seconds, 3),
+            "sequences_per_second": round(len(schedule) / epoch_seconds, 3),
             "held_out_macro_recall": metrics["macro_recall"], "held_out_recall": metrics["recall"],
+            "held_out_text_loss": round(trainer.text_loss(held_out, options.batch_size, options.max_tokens), 4),
         }
         history.append(record)
         print(json.dumps(record), flush=True)
         if best is None or metrics["macro_recall"] > best["held_out_macro_recall"]:
             best, waited = record, 0
-            calibration = calibrate(held_out, held_out_logits, labels, held_out_labels)
+            calibration = calibrate(held_out_logits, held_out_targets, labels, held_out_labels)
             # Saved at once, so an interrupted run still leaves its best epoch behind.
-            head.store()
+            trainer.store()
             _save(backbone, output, {**description, "kept_epoch": epoch, **calibration})
         else:
             waited += 1
@@ -285,12 +201,18 @@ def run(argv: list[str] | None = None) -> dict:
     return manifest
 
 
-def calibrate(held_out: Encoded, logits: np.ndarray, labels: list[str], held_out_labels: dict[str, int]) -> dict:
+def _fitting(sequences: list[Sequence], max_tokens: int) -> tuple[list[Sequence], int]:
+    """The sequences no longer than `max_tokens`, and how many were longer."""
+    kept = [sequence for sequence in sequences if len(sequence.tokens) <= max_tokens]
+    return kept, len(sequences) - len(kept)
+
+
+def calibrate(logits: np.ndarray, targets: np.ndarray, labels: list[str], held_out_labels: dict[str, int]) -> dict:
     """The manifest's `label_offsets` (which `handlers.lora.label_offsets` hands to the handler), fitted on the
     held-out rows, and their macro recall with them (optimistic: fitted on the same rows)."""
     # Rounded before they are scored, so the figure is that of the offsets the manifest records.
-    offsets = np.round(fit_label_offsets(logits, held_out.targets), 2)
-    metrics = score(held_out_labels, predictions(held_out, logits + offsets))
+    offsets = np.round(fit_label_offsets(logits, targets), 2)
+    metrics = score(held_out_labels, predictions(logits + offsets))
     return {
         # float32 0.3 prints as 0.30000001192092896: rounded again as a Python float for the manifest.
         "label_offsets": {label: round(float(offset), 2) for label, offset in zip(labels, offsets)},
