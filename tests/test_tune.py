@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers import lora
+from handlers import lora, native_logs
 from pipeline import batch
 from training import evaluate, tune
+from training.encoding import Encoder, batches, encode
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
 from tests.support import write_lines
@@ -163,10 +164,62 @@ def test_a_changed_base_is_refused(tuned_tiny, tiny_gemma, tmp_path):
         lora.load_causal_lm(str(moved))
 
 
-def test_the_tuned_family_keeps_the_base_prompts_for_other_tasks():
+def test_the_tuned_family_has_its_own_triage_score_and_apology_prompts_and_the_base_ones_otherwise():
     assert prompt_name("triage", Family.TUNED, SentimentMode.SCORE) == "tuned/triage_score"
     assert prompt_name("triage", Family.TUNED, SentimentMode.GENERATE) == "base/triage_generate"
-    assert prompt_name("apology", Family.TUNED) == "base/apology"
+    assert prompt_name("apology", Family.TUNED) == "tuned/apology"
+
+
+def _tiny_encoder(tiny_gemma: str) -> Encoder:
+    tokenizer = native_logs.keras_hub().tokenizers.Tokenizer.from_preset(tiny_gemma)
+    return Encoder(tokenizer, load_prompt(tune.TUNED_PROMPT), load_prompt(tune.APOLOGY_PROMPT))
+
+
+COMPLAINT = LabeledExample(
+    id="c1", text="The pizza was cold.", label=-1, summary="Cold pizza.", reply="Sorry about the cold pizza."
+)
+
+
+def test_a_complaint_teaches_its_label_its_summary_and_its_reply(tiny_gemma):
+    encoder = _tiny_encoder(tiny_gemma)
+    summary, reply = encode(encoder, [COMPLAINT])
+    label_only = encoder.label_row(COMPLAINT)
+    # The label is read where the scoring prompt ends, as the handler reads it; the summary follows the true label.
+    assert summary.tokens[: len(label_only.tokens)] == label_only.tokens
+    assert (summary.label_at, summary.label) == (label_only.label_at, 0)
+    tokenizer = native_logs.keras_hub().tokenizers.Tokenizer.from_preset(tiny_gemma)
+    assert tokenizer.detokenize(list(summary.tokens[summary.text_from :])) == " Cold pizza.\n"
+    assert tokenizer.detokenize(list(reply.tokens[reply.text_from :])) == " Sorry about the cold pizza.\n"
+    assert (reply.label, reply.label_at) == (-1, -1)
+    assert "Problem: Cold pizza.\nReply:" in tokenizer.detokenize(list(reply.tokens[1 : reply.text_from]))
+
+
+def test_a_text_batch_pairs_each_position_with_the_token_after_it(tiny_gemma):
+    sequences = encode(_tiny_encoder(tiny_gemma), [COMPLAINT, COMPLAINT.model_copy(update={"id": "c2", "reply": None})])
+    text_batches = [batch for batch in batches(sequences, 4, 384) if batch.targets is not None]
+    assert sum(len(batch.rows) for batch in text_batches) == 3
+    for batch in text_batches:
+        for row, index in enumerate(batch.rows):
+            real = batch.target_mask[row] == 1
+            assert real.sum() == sequences[index].text_length
+            assert (batch.tokens[row, batch.positions[row, real] + 1] == batch.targets[row, real]).all()
+
+
+def test_tuning_on_reference_texts_lowers_their_held_out_loss(tiny_gemma, tmp_path):
+    rows = [
+        {"id": f"{label}-{i}", "text": f"{word} {word}", "label": label, "summary": f"The customer said {word}.",
+         "reply": f"Sorry about the {word} order." if label == -1 else None}
+        for label, words in WORDS.items() for i, word in enumerate(words * 2)
+    ]
+    manifest = tune.run([
+        "--labeled", str(write_lines(tmp_path / "rows.jsonl", rows)), "--base", tiny_gemma, "--output",
+        str(tmp_path / "lora"), "--rank", "4", "--epochs", "4", "--patience", "4", "--batch_size", "8",
+        "--learning_rate", "0.01", "--validation_share", "0.25", "--train_layers", "2", "--text_repeats", "2",
+    ])
+    losses = [epoch["held_out_text_loss"] for epoch in manifest["history"]]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert manifest["apology_prompt"] == {"name": "tuned/apology", "version": load_prompt(tune.APOLOGY_PROMPT).version}
+    assert manifest["data"]["text_sequences"] > manifest["data"]["training_rows"]
 
 
 @pytest.mark.slow
