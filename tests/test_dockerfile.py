@@ -42,7 +42,7 @@ def _lock(name: str) -> dict[str, Locked]:
         text = line.strip().removesuffix("\\").strip()
         if not text:
             continue
-        if not line.startswith((" ", "#")):
+        if not line.startswith((" ", "#", "-")):  # options (--index-url) are left to their own test
             requirement = Requirement(text)
             assert str(requirement.specifier).startswith("=="), f"{name}: not pinned: {line}"
             current = locked[canonicalize_name(requirement.name)] = Locked(str(requirement.specifier)[2:])
@@ -205,8 +205,8 @@ def test_the_image_lock_holds_what_the_job_needs_and_nothing_of_developments():
 
 def test_the_development_lock_holds_the_images_pins():
     shared = set(IMAGE_LOCK) & set(DEV_LOCK)
-    assert {package: (IMAGE_LOCK[package].version, DEV_LOCK[package].version)
-            for package in shared if IMAGE_LOCK[package].version != DEV_LOCK[package].version} == {}
+    versions = {package: (IMAGE_LOCK[package].version, DEV_LOCK[package].version) for package in shared}
+    assert {package: pair for package, pair in versions.items() if pair[0] != pair[1]} == {}
     missing = set(IMAGE_LOCK) - set(DEV_LOCK)
     assert all(package.startswith(CUDA_PACKAGES) for package in missing), sorted(missing)
 
