@@ -19,7 +19,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
-
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch import Job

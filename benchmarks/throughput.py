@@ -30,15 +30,13 @@ import glob
 import itertools
 import json
 import logging
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("pipeline", "floor", "blueprint", "recompiles")
@@ -312,7 +310,7 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
 def _utc(value) -> datetime:
     """A `processed_at` as BigQuery (datetime) or a review message (ISO 8601 text) gives it, as an aware UTC datetime."""
     stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -402,7 +400,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
             warmup_s = time.monotonic() - started
             warm_count, warm_seconds = compiles.snapshot()
             warm_functions = collections.Counter(compiles.by_function)
-            published_at = datetime.now(timezone.utc)
+            published_at = datetime.now(UTC)
             before = time.monotonic()
             stack.publish(chats)
             publish_call_s = time.monotonic() - before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
@@ -27,7 +27,7 @@ Sentiment = Annotated[StrictInt, Field(ge=-1, le=1)]
 
 def utc_now() -> datetime:
     """The current time, timezone-aware, as every record stamps it."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def describe_validation_error(error: ValidationError) -> str:

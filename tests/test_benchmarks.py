@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from datetime import UTC
 
 import jax
 import jax.numpy as jnp
@@ -50,14 +51,14 @@ def test_the_compile_counter_counts_new_shapes_only():
 
 
 def test_streaming_latency_is_processed_at_less_publish_time_with_interpolated_percentiles():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from benchmarks.throughput import latency_summary, percentile
 
     assert percentile([], 0.5) is None
     assert percentile([3.0], 0.95) == 3.0
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
-    published = datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc)
+    published = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)
     # Twenty chats done 1..20 s after publishing: BigQuery gives datetimes (aware or naive UTC), review messages text.
     processed = {str(i): published + timedelta(seconds=i) for i in range(1, 19)}
     processed["19"] = (published + timedelta(seconds=19)).replace(tzinfo=None)

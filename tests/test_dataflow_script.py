@@ -53,7 +53,7 @@ def _flags(command: list[str]) -> dict[str, list[str]]:
     return flags
 
 
-@pytest.mark.parametrize("target, missing", [
+@pytest.mark.parametrize(("target", "missing"), [
     ("template-build", "PROJECT REGION BUCKET REPOSITORY"),
     ("template-run", "PROJECT REGION BUCKET REPOSITORY MODEL_PRESET INPUT_SUBSCRIPTION BIGQUERY_TABLE REVIEW_TOPIC "
                      "DEAD_LETTER_TOPIC"),

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from training import evaluate
 from tests.support import OBVIOUS_CHATS, write_lines
 from tests.tiny_gemma import TRIAGE_LESSONS
+from training import evaluate
 
 # What a careful reader would label the taught chats; chat 4's taught summary is empty, so it ends in `error`.
 LESSON_LABELS = {"1": -1, "2": 1, "3": 0, "4": 0}

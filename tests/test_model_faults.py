@@ -14,9 +14,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from handlers.gemma import GemmaModelHandler
 from handlers.generator import Generation
+from pipeline import batch, replay
 from pipeline.contracts import ChatMessage, Stage
 from pipeline.graph import TriageChats
-from pipeline import batch, replay
 from pipeline.options import TriageOptions
 from tests.support import read_lines, write_lines
 

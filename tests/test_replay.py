@@ -12,6 +12,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from handlers.gemma import GemmaModelHandler
 from local.bigquery import EmulatorBigQueryClient
 from local.job import StreamingJob, Tally
 from local.stack import LocalStack, Resources
@@ -20,9 +21,7 @@ from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 from pipeline.replay_plan import LatestPerChat
 from pipeline.sinks import rejected_row
-from tests.support import read_lines, usage_error, write_lines
-from handlers.gemma import GemmaModelHandler
-from tests.support import ExplodingHandler, triage_graph
+from tests.support import ExplodingHandler, read_lines, triage_graph, usage_error, write_lines
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
@@ -164,7 +163,7 @@ def test_old_dead_letters_stillread_lines():
     assert (letter.status, letter.history) == (LetterStatus.RETRY, ())
 
 
-@pytest.mark.parametrize("flags, message", [
+@pytest.mark.parametrize(("flags", "message"), [
     (["--output_dir=out"], "give one of --input"),
     (["--input=a", "--input_subscription=projects/p/subscriptions/s", "--output_dir=out"], "give one of --input"),
     (["--input=a", "--bigquery_table=p:d.t"], "the sinks are required: --review_topic, --dead_letter_topic, --parked_topic"),

@@ -1,15 +1,14 @@
 """The streaming entry point wires every output of the shared graph to its sink."""
 
 import apache_beam as beam
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import run
 from pipeline.contracts import TriageRow
 from pipeline.graph import TriageChats
 from pipeline.options import StreamingOptions, TriageOptions
-from tests.support import usage_error
 from pipeline.sinks import bigquery_schema
+from tests.support import usage_error
 
 FLAGS = [
     "--input_subscription=projects/food-chain/subscriptions/chats", "--bigquery_table=food-chain:support.triage",

@@ -9,11 +9,10 @@ import pytest
 
 from handlers import lora
 from pipeline import batch
-from training import evaluate, tune
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
-from tests.support import write_lines
-from tests.support import OBVIOUS_CHATS
+from tests.support import OBVIOUS_CHATS, write_lines
+from training import evaluate, tune
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"

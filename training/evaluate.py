@@ -27,9 +27,9 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.contracts import LabeledExample, SentimentComparison, SentimentReport
+from pipeline.inputs import ParseChats
 from pipeline.launch import Job
 from pipeline.models import TRIAGE_NAMESPACE, triage_model, use_default_model
-from pipeline.inputs import ParseChats
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.tags import ERROR, MAIN, NEGATIVE
