@@ -88,7 +88,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process (VmHWM) and of its finished children, in MiB."""
     own = next(
-        (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+        (
+            int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        ),
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     )
     return round(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
@@ -171,7 +174,8 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
     ])
     pipeline = beam.Pipeline(options=options)
     batch.build_pipeline(
-        pipeline, str(workdir / "chats.jsonl"), str(workdir / "out"), TriageChats.from_options(options.view_as(TriageOptions))
+        pipeline, str(workdir / "chats.jsonl"), str(workdir / "out"),
+        TriageChats.from_options(options.view_as(TriageOptions)),
     )
     with CompileCounter() as compiles:
         started = time.monotonic()
@@ -193,9 +197,10 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
             "load_s": round(load.sum / 1000, 1) if load else 0.0,
         }
     load_s = sum(m["load_s"] for m in metrics.values())
-    outputs = {
-        Path(path).name.split("-")[0]: sum(1 for _ in open(path)) for path in glob.glob(str(workdir / "out" / "*"))
-    }
+    outputs = {}
+    for path in glob.glob(str(workdir / "out" / "*")):
+        with open(path) as lines:
+            outputs[Path(path).name.split("-")[0]] = sum(1 for _ in lines)
     return {
         "wall_s": round(wall, 1), "load_s": load_s, "compile_s": round(compiles.seconds, 1),
         "compiles": compiles.count, "seconds": round(wall - load_s - compiles.seconds, 1),
@@ -308,7 +313,8 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
 
 
 def _utc(value) -> datetime:
-    """A `processed_at` as BigQuery (datetime) or a review message (ISO 8601 text) gives it, as an aware UTC datetime."""
+    """A `processed_at` as BigQuery (datetime) or a review message (ISO 8601 text) gives it, as an aware UTC
+    datetime."""
     stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 

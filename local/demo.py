@@ -40,7 +40,10 @@ class _Clock(logging.Formatter):
 
 def _short(record: dict, width: int = 110) -> str:
     """A record as one JSON line, long values cut."""
-    cut = {key: (f"{value[:width]}…" if isinstance(value, str) and len(value) > width else value) for key, value in record.items()}
+    cut = {
+        key: (f"{value[:width]}…" if isinstance(value, str) and len(value) > width else value)
+        for key, value in record.items()
+    }
     return json.dumps(cut, ensure_ascii=False, default=str)
 
 
@@ -54,7 +57,9 @@ class _Progress:
     def __call__(self, tally: Tally) -> None:
         summary = tally.summary()
         if summary != self._last or time.monotonic() - self._last_time > HEARTBEAT_SECS:
-            waiting = "" if summary != self._last else " (still working: model load and each batch take a while on a CPU)"
+            waiting = (
+                "" if summary != self._last else " (still working: model load and each batch take a while on a CPU)"
+            )
             _LOGGER.info("%s%s", summary, waiting)
             self._last, self._last_time = summary, time.monotonic()
 
@@ -68,10 +73,13 @@ def report(tally: Tally) -> None:
     _LOGGER.info("  drafts for review (sentiment -1): %d", len(tally.reviews))
     _LOGGER.info("  dead letters: %d %s", len(tally.dead_letters), dict(stages))
     duplicates = tally.accounted - tally.expected
-    _LOGGER.info("  missing: %s; written twice or unexpected: %s", dict(tally.missing) or "none", dict(duplicates) or "none")
+    _LOGGER.info(
+        "  missing: %s; written twice or unexpected: %s", dict(tally.missing) or "none", dict(duplicates) or "none"
+    )
     examples = [("row", _short(row)) for row in tally.rows[:2]] or [("row", "none")]
     examples += [
-        ("draft", _short({key: review[key] for key in ("chat_id", "summary", "draft_reply")})) for review in tally.reviews[:1]
+        ("draft", _short({key: review[key] for key in ("chat_id", "summary", "draft_reply")}))
+        for review in tally.reviews[:1]
     ] or [("draft", "none (no chat was triaged as negative)")]
     examples += [
         ("dead letter", _short(letter.model_dump(include={"chat_id", "stage", "reason", "payload"})))
@@ -83,7 +91,9 @@ def report(tally: Tally) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="KerasHub preset (default: the shipped sentiment LoRA on the local Gemma 3 270M)")
+    parser.add_argument(
+        "--model", help="KerasHub preset (default: the shipped sentiment LoRA on the local Gemma 3 270M)"
+    )
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="JSON Lines file of chats to publish")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every message")
     args = parser.parse_args(argv)
@@ -128,7 +138,10 @@ def _run(stack: LocalStack, model: str, payloads: list[bytes], timeout: float) -
     job = StreamingJob(stack, model, "--share_model_across_processes=false", "--warm_up=false")
     try:
         stack.publish(payloads)
-        _LOGGER.info("published %d messages to %s; the model loads with the first bundle", len(payloads), stack.resources.input_topic)
+        _LOGGER.info(
+            "published %d messages to %s; the model loads with the first bundle",
+            len(payloads), stack.resources.input_topic,
+        )
         tally = Tally(stack, payloads)
         complete = tally.wait(job, timeout, progress=_Progress())
         time.sleep(2)  # anything written twice would show up now

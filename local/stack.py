@@ -53,7 +53,9 @@ def free_port() -> int:
 
 def pubsub_emulator_command() -> list[str]:
     """The emulator's start script: CHAT_TRIAGE_PUBSUB_EMULATOR, the Debian package's, or one on PATH."""
-    candidates = [os.environ.get("CHAT_TRIAGE_PUBSUB_EMULATOR"), str(PUBSUB_EMULATOR), shutil.which("cloud-pubsub-emulator")]
+    candidates = [
+        os.environ.get("CHAT_TRIAGE_PUBSUB_EMULATOR"), str(PUBSUB_EMULATOR), shutil.which("cloud-pubsub-emulator")
+    ]
     script = next((path for path in candidates if path and Path(path).is_file()), None)
     if script is None:
         raise StackError(INSTALL_HINT)

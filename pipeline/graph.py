@@ -32,7 +32,8 @@ class TriageChats(beam.PTransform):
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
-        (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
+        triage_handler, triage_prompt = triage_model(options)
+        apology_handler, apology_prompt = apology_model(options)
         if triage_handler.model_tag == apology_handler.model_tag:
             # One copy of the weights for both steps, warmed for both at load: the first negative chat compiles nothing.
             triage_handler.share_model_with(apology_handler)

@@ -14,7 +14,8 @@ from tests.support import write_lines
 
 def test_chats_cycle_the_valid_lines_with_ids_of_their_own(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [
-        {"id": 1, "user_id": 2, "chat_message": "cold pizza"}, "not json", {"id": 3}, {"id": 4, "user_id": 5, "chat_message": "hi"},
+        {"id": 1, "user_id": 2, "chat_message": "cold pizza"}, "not json", {"id": 3},
+        {"id": 4, "user_id": 5, "chat_message": "hi"},
     ])
     chats = write_chats(str(source), 5, tmp_path / "chats.jsonl")
     assert [chat["chat_message"] for chat in chats] == ["cold pizza", "hi", "cold pizza", "hi", "cold pizza"]

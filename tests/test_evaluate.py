@@ -30,7 +30,8 @@ def test_score_counts_errors_as_wrong_for_every_class():
 
 def test_chat_files_take_their_labels_from_a_labels_file(tmp_path):
     chats = write_lines(tmp_path / "chats.jsonl", [
-        {"id": 1, "user_id": 7, "chat_message": "Cold pizza."}, "not json", {"id": 2, "user_id": 7, "chat_message": "?"},
+        {"id": 1, "user_id": 7, "chat_message": "Cold pizza."}, "not json",
+        {"id": 2, "user_id": 7, "chat_message": "?"},
         {"id": 3, "user_id": 7, "chat_message": "unlabeled"},
     ])
     labels = write_lines(tmp_path / "labels.jsonl", [{"id": 1, "label": -1}, {"id": 2, "label": 0}])
@@ -39,7 +40,9 @@ def test_chat_files_take_their_labels_from_a_labels_file(tmp_path):
 
 
 def test_repeated_ids_are_refused(tmp_path):
-    rows = write_lines(tmp_path / "rows.jsonl", [{"id": 1, "text": "a", "label": 0}, {"id": 1, "text": "b", "label": 1}])
+    rows = write_lines(
+        tmp_path / "rows.jsonl", [{"id": 1, "text": "a", "label": 0}, {"id": 1, "text": "b", "label": 1}]
+    )
     with pytest.raises(ValueError, match="repeated"):
         evaluate.load_labeled(str(rows))
 
@@ -71,7 +74,7 @@ def test_limit_takes_the_first_rows(tiny_gemma, tmp_path):
 
 @pytest.mark.slow
 def test_the_real_gemma3_scores_every_chat_with_a_valid_sentiment(gemma3_preset, tmp_path):
-    rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": l} for i, t, l in OBVIOUS_CHATS])
+    rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": label} for i, t, label in OBVIOUS_CHATS])
     (report,) = evaluate.run(["--labeled", str(rows), "--model", str(gemma3_preset)]).reports
     assert report.prompt_version == "triage-base-score-v1", "the 270M is a base model: few-shot scoring prompt"
     assert report.error_share == 0, report.confusion

@@ -20,7 +20,9 @@ from pipeline.sinks import to_pubsub_message
 from tests.support import ExplodingHandler, triage_graph
 from tests.tiny_gemma import APOLOGY_LESSON, SCORE_PROMPT, lesson_chats
 
-BAD_PAYLOADS = [b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}']
+BAD_PAYLOADS = [
+    b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}'
+]
 # The chat id of each bad payload, where it had one: dead letters keep it for filtering and replay.
 BAD_PAYLOAD_IDS = [None, None, None, "9", "10"]
 
@@ -128,7 +130,8 @@ def test_streaming_graph_on_a_test_stream(tiny_gemma):
 
 
 def test_boolean_flags_take_only_true_or_false():
-    assert PipelineOptions(["--share_model_across_processes=false"]).view_as(TriageOptions).share_model_across_processes is False
+    options = PipelineOptions(["--share_model_across_processes=false"]).view_as(TriageOptions)
+    assert options.share_model_across_processes is False
     with pytest.raises(SystemExit):
         PipelineOptions(["--share_model_across_processes=yes"]).view_as(TriageOptions)
 

@@ -68,10 +68,14 @@ def test_the_first_run_failed_in_every_way_a_replay_meets(first_run):
 
 def test_replay_from_files_lands_the_recoverable_chats_and_counts_the_rest(first_run, tiny_gemma, tmp_path):
     out = tmp_path / "replay1"
-    replay.run(["--input", str(first_run / "error*.jsonl"), "--output_dir", str(out), "--model", tiny_gemma, *TINY_FLAGS])
+    replay.run([
+        "--input", str(first_run / "error*.jsonl"), "--output_dir", str(out), "--model", tiny_gemma, *TINY_FLAGS
+    ])
 
     assert {row["chat_id"]: row["sentiment"] for row in read_lines(out, "main")} == {"2": 1, "3": 0}
-    assert [(m["chat_id"], m["draft_reply"]) for m in read_lines(out, "negative")] == [(APOLOGY_LESSON[0], APOLOGY_LESSON[3])]
+    assert [(m["chat_id"], m["draft_reply"]) for m in read_lines(out, "negative")] == [
+        (APOLOGY_LESSON[0], APOLOGY_LESSON[3])
+    ]
     [again] = [DeadLetter.model_validate(letter) for letter in read_lines(out, "error")]
     assert (again.chat_id, again.stage, again.attempt, again.status) == ("4", Stage.TRIAGE_REPLY, 2, LetterStatus.RETRY)
     assert [(entry.attempt, entry.reason) for entry in again.history] == [(1, INVALID_REPLY)]
@@ -166,7 +170,8 @@ def test_old_dead_letters_stillread_lines():
 @pytest.mark.parametrize(("flags", "message"), [
     (["--output_dir=out"], "give one of --input"),
     (["--input=a", "--input_subscription=projects/p/subscriptions/s", "--output_dir=out"], "give one of --input"),
-    (["--input=a", "--bigquery_table=p:d.t"], "the sinks are required: --review_topic, --dead_letter_topic, --parked_topic"),
+    (["--input=a", "--bigquery_table=p:d.t"],
+     "the sinks are required: --review_topic, --dead_letter_topic, --parked_topic"),
     (["--input=a", "--output_dir=out", "--max_attempts=0"], "--max_attempts must be at least 1"),
     (["--input=a", "--output_dir=out", "--parked_topic=projects/p/topics/t"], "not both"),
 ])

@@ -12,7 +12,8 @@ from tests.support import usage_error
 
 FLAGS = [
     "--input_subscription=projects/food-chain/subscriptions/chats", "--bigquery_table=food-chain:support.triage",
-    "--review_topic=projects/food-chain/topics/review", "--dead_letter_topic=projects/food-chain/topics/dead", "--model=/models/gemma",
+    "--review_topic=projects/food-chain/topics/review", "--dead_letter_topic=projects/food-chain/topics/dead",
+    "--model=/models/gemma",
 ]
 
 

@@ -20,7 +20,8 @@ TUNED_VERSION = load_prompt(tune.TUNED_PROMPT).version
 
 # Rows a tiny model can learn in a few epochs: each class has its own words.
 WORDS = {
-    -1: ["cold", "late", "rude", "awful"], 0: ["hours", "address", "menu", "open"], 1: ["great", "thanks", "love", "fast"]
+    -1: ["cold", "late", "rude", "awful"], 0: ["hours", "address", "menu", "open"],
+    1: ["great", "thanks", "love", "fast"],
 }
 
 
@@ -131,7 +132,9 @@ def _adapter_arrays(preset: Path) -> dict[str, np.ndarray]:
 
     arrays = {}
     with h5py.File(preset / lora.ADAPTER_NAME) as weights:
-        weights.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+        weights.visititems(
+            lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
+        )
     return arrays
 
 

@@ -40,7 +40,10 @@ CLASSES = {-1: "negative", 0: "neutral", 1: "positive"}
 
 
 def _sentiment_only_needs_score_mode(options: PipelineOptions) -> None:
-    if options.view_as(EvaluateOptions).sentiment_only and options.view_as(TriageOptions).sentiment_mode != SentimentMode.SCORE:
+    if (
+        options.view_as(EvaluateOptions).sentiment_only
+        and options.view_as(TriageOptions).sentiment_mode != SentimentMode.SCORE
+    ):
         raise ValueError("--sentiment_only needs --sentiment_mode score: only a scored label comes without a reply")
 
 
@@ -212,7 +215,10 @@ def _evaluate(options: PipelineOptions, pairs: list[tuple[dict, int]], labels: d
         result = pipeline.run()
         result.wait_until_finish()
         wall_seconds = time.monotonic() - started
-        rows = [json.loads(line) for path in glob.glob(os.path.join(scratch, "p*")) for line in open(path)]
+        rows = []
+        for path in glob.glob(os.path.join(scratch, "p*")):
+            with open(path) as lines:
+                rows += [json.loads(line) for line in lines]
     return SentimentReport(
         **score(labels, {row["id"]: row["sentiment"] for row in rows}),
         chats_per_second=round(len(pairs) / max(_inference_seconds(result), 1e-9), 3),
