@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model tune test demo batch replay bench lock clean
+.PHONY: help install model tune test lint demo batch replay bench lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support c
 	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
 		--output "$(TUNED)" $(TUNE_FLAGS)
 
-test: $(INSTALLED) ## Run the whole test suite (what CI runs)
+test: lint ## Lint, then run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+lint: $(INSTALLED) ## Check the code with ruff (configured in pyproject.toml)
+	$(BIN)/ruff check .
 
 demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the tuned local Gemma 3 270M)
 	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)")
