@@ -275,7 +275,9 @@ class TextReport(Record):
 
     summaries: TextScores
     replies: TextScores
-    worst_replies: list[WorstReply] = Field(description="the five drafts with the lowest sentence-level chrF, worst first")
+    worst_replies: list[WorstReply] = Field(
+        description="the five drafts with the lowest sentence-level chrF, worst first"
+    )
 
 
 class SentimentReport(Record):

@@ -29,14 +29,16 @@ def test_a_reply_counts_in_the_customers_language_only_when_it_is_in_it():
     assert not text_metrics.in_language("12345", None), "an unknown language matches nothing"
 
 
-def test_a_six_word_run_shared_by_two_of_three_replies_gives_two_thirds():
+def test_a_six_word_run_shared_by_two_of_four_replies_gives_a_half():
     replies = [
         "Please send us your order number and a photo.",
         # The same run, other case and punctuation; twice in this reply, still counted once.
         "Sorry! please, send us your order number. Please send us your order number.",
+        # Another run, in one reply only.
+        "We're sorry: we'll check your order right away.",
         KOREAN_REPLY,
     ]
-    assert text_metrics.common_run(replies) == ("please send us your order number", 0.6667)
+    assert text_metrics.common_run(replies) == ("please send us your order number", 0.5)
 
 
 def test_a_korean_run_counts_by_space_separated_words():
@@ -51,8 +53,8 @@ def test_no_run_without_six_words():
 def test_length_is_words_or_korean_characters_without_spaces():
     assert text_metrics.length("We are sorry for the delay.", "en") == 6
     assert text_metrics.length("배달이 늦어 죄송합니다", "ko") == 10
-    lengths = text_metrics.mean_lengths(["Sorry about the cold pizza.", "We are sorry your order was late.", "배달이 늦어 죄송합니다"])
-    assert lengths == {"en": 6.0, "ko": 10.0}
+    texts = ["Sorry about the cold pizza.", "We are sorry your order was late.", "배달이 늦어 죄송합니다"]
+    assert text_metrics.mean_lengths(texts) == {"en": 6.0, "ko": 10.0}
 
 
 def test_chrf_is_100_for_the_reference_and_0_without_a_shared_character():
@@ -96,7 +98,9 @@ def test_nothing_written_gives_no_figures():
 
 
 def test_the_worst_drafts_are_the_five_lowest_by_chrf_with_chat_and_reference():
-    drafts = ["We are sorry your pizza was late.", "Thank you!", KOREAN_REPLY, "Sorry.", ENGLISH_REPLY, "Hello there.", None]
+    drafts = [
+        "We are sorry your pizza was late.", "Thank you!", KOREAN_REPLY, "Sorry.", ENGLISH_REPLY, "Hello there.", None,
+    ]
     rows = [_row(str(i), draft) for i, draft in enumerate(drafts)]
     worst = text_metrics.worst(rows)
     expected = sorted(
@@ -106,3 +110,7 @@ def test_the_worst_drafts_are_the_five_lowest_by_chrf_with_chat_and_reference():
     assert "4" not in {reply.id for reply in worst}, "the draft equal to its reference is the best"
     assert all((reply.chat, reply.reference) == ("Customer: late pizza.", ENGLISH_REPLY) for reply in worst)
     assert worst[0].draft == KOREAN_REPLY, "it shares only the full stops with the reference"
+
+
+def test_a_run_keeps_the_apostrophes_within_words():
+    assert text_metrics.common_run(["I'm sorry to hear that, truly."]) == ("i'm sorry to hear that truly", 1.0)

@@ -151,21 +151,21 @@ def build_pipeline(
 ) -> None:
     """Writes one `{"id", "sentiment"}` line per chat, `sentiment` null where the chat ended in `error`; `Triage`
     adds each chat's `summary`, and the whole graph (`TriageChats`) also each negative chat's `draft`."""
-    payloads = pipeline | "Chats" >> beam.Create([json.dumps(chat, ensure_ascii=False).encode("utf-8") for chat in chats])
+    payloads = pipeline | "Chats" >> beam.Create([json.dumps(chat, ensure_ascii=False).encode() for chat in chats])
     if isinstance(triage, TriageChats):
         outputs = payloads | "TriageChats" >> triage
-        predicted, failed = [outputs[MAIN], outputs[NEGATIVE]], [outputs[ERROR]]
+        predicted, failed = {"Main": outputs[MAIN], "Drafted": outputs[NEGATIVE]}, [outputs[ERROR]]
     else:
         parsed = payloads | "ParseAndValidate" >> ParseChats()
         failed = [parsed[ERROR]]
         if isinstance(triage, PickSentiment):
-            predicted = [parsed.chats | "PickSentiment" >> triage]
+            predicted = {"Picked": parsed.chats | "PickSentiment" >> triage}
         else:
             triaged = parsed.chats | "Triage" >> triage
-            predicted = [triaged[MAIN], triaged[NEGATIVE]]
+            predicted = {"Main": triaged[MAIN], "Negative": triaged[NEGATIVE]}
             failed.append(triaged[ERROR])
     predictions = (
-        *(records | f"Predicted{i}" >> beam.Map(_prediction) for i, records in enumerate(predicted)),
+        *(records | f"{name}Predictions" >> beam.Map(_prediction) for name, records in predicted.items()),
         failed | "Errors" >> beam.Flatten() | "Failed" >> beam.Map(_failure),
     ) | "Predictions" >> beam.Flatten()
     _ = (
@@ -259,7 +259,8 @@ def _evaluate(
     if sentiment_only:
         transform = PickSentiment(*triage)
     elif references:
-        transform = TriageChats.from_models(triage, apology_model(triage_options), triage_options.inference_timeout_secs)
+        apology = apology_model(triage_options)
+        transform = TriageChats.from_models(triage, apology, triage_options.inference_timeout_secs)
     else:
         transform = Triage(*triage)
     with tempfile.TemporaryDirectory() as scratch:
@@ -285,10 +286,10 @@ def _evaluate(
     )
 
 
-def text_report(references: list[LabeledExample], predictions: dict[str, dict]) -> TextReport:
-    """The summaries and drafts the model wrote (`predictions` by chat id) against the references."""
-    summaries = [_written(example, example.summary, predictions, "summary") for example in references if example.summary]
-    replies = [_written(example, example.reply, predictions, "draft") for example in references if example.reply]
+def text_report(references: list[LabeledExample], predicted: dict[str, dict]) -> TextReport:
+    """The summaries and drafts the model wrote (`predicted`, by chat id) against the references."""
+    summaries = [_written(example, example.summary, predicted, "summary") for example in references if example.summary]
+    replies = [_written(example, example.reply, predicted, "draft") for example in references if example.reply]
     return TextReport(
         summaries=text_metrics.score_texts(summaries),
         replies=text_metrics.score_texts(replies),
@@ -296,10 +297,10 @@ def text_report(references: list[LabeledExample], predictions: dict[str, dict]) 
     )
 
 
-def _written(example: LabeledExample, reference: str, predictions: dict[str, dict], field: str) -> text_metrics.Written:
+def _written(example: LabeledExample, reference: str, predicted: dict[str, dict], field: str) -> text_metrics.Written:
     chat_id = str(example.id)
     return text_metrics.Written(
-        id=chat_id, chat=example.text, reference=reference, text=predictions.get(chat_id, {}).get(field),
+        id=chat_id, chat=example.text, reference=reference, text=predicted.get(chat_id, {}).get(field),
         key_terms=example.key_terms, chat_language=example.language,
     )
 
