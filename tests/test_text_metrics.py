@@ -114,3 +114,4 @@ def test_the_worst_drafts_are_the_five_lowest_by_chrf_with_chat_and_reference():
 
 def test_a_run_keeps_the_apostrophes_within_words():
     assert text_metrics.common_run(["I'm sorry to hear that, truly."]) == ("i'm sorry to hear that truly", 1.0)
+    assert text_metrics.common_run(["I\u2019m sorry to hear that, truly."])[0] == "i\u2019m sorry to hear that truly"

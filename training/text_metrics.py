@@ -72,9 +72,9 @@ def in_language(text: str, language: str | None) -> bool:
 
 
 def _words(text: str) -> list[str]:
-    # Case and punctuation aside (apostrophes within a word kept: "i'm"), so that a copied sentence counts as one
-    # run however it is written.
-    return re.findall(r"\w+(?:['’]\w+)*", text.casefold())
+    # Case and punctuation aside (apostrophes within a word kept, straight or curly: "i'm"), so that a copied
+    # sentence counts as one run however it is written.
+    return re.findall(r"\w+(?:['\u2019]\w+)*", text.casefold())
 
 
 def common_run(texts: Sequence[str], words: int = RUN_WORDS) -> tuple[str | None, float]:
