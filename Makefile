@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model tune test lint demo batch replay bench lock clean
+.PHONY: help install model tune test lint browser demo review batch replay bench lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,14 +35,26 @@ tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support c
 	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
 		--output "$(TUNED)" $(TUNE_FLAGS)
 
-test: lint ## Lint, then run the whole test suite (what CI runs)
+test: lint browser ## Lint, then run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED) ## Check the code with ruff (configured in pyproject.toml)
 	$(BIN)/ruff check .
 
+browser: ## Install Debian's chromium for the review desk's browser tests (as root, when missing)
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium > /dev/null; } \
+		|| echo "chromium could not be installed: the review desk's browser tests will be skipped"
+
+# The review desk's database: make demo leaves its drafts there, make review serves them.
+REVIEW_DB ?= sqlite:///out/review-desk.sqlite3
+REVIEW_PORT ?= 8000
+
 demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the tuned local Gemma 3 270M)
-	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)")
+	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)") --review_database_url "$(REVIEW_DB)"
+
+review: $(INSTALLED) ## The review desk on http://127.0.0.1:REVIEW_PORT with the local stack: decide make demo's drafts
+	$(BIN)/python -m local.review --database_url "$(REVIEW_DB)" --port $(REVIEW_PORT)
 
 batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the tuned local Gemma 3 270M)
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \

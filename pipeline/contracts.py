@@ -117,6 +117,66 @@ class ReviewMessage(Record):
     processed_at: datetime
 
 
+class ReviewDecision(str, enum.Enum):
+    """What an agent did with a draft."""
+
+    APPROVE = "approve"  # sent as the model drafted it
+    EDIT = "edit"  # edited by the agent, then sent
+    REJECT = "reject"  # not sent
+
+
+class RejectReason(str, enum.Enum):
+    """Why an agent rejected a draft: a short list, so that rejections can be counted per reason."""
+
+    WRONG_SENTIMENT = "wrong_sentiment"
+    DRAFT_UNUSABLE = "draft_unusable"
+    NOT_A_COMPLAINT = "not_a_complaint"
+    OTHER = "other"  # with a note
+
+
+class ReviewRow(Record):
+    """An agent's decision on a draft, as the review desk stores it in BigQuery (one row per chat)."""
+
+    chat_id: str
+    user_id: str
+    decision: ReviewDecision
+    draft_text: str
+    final_text: str | None = Field(description="The reply sent (the draft or the agent's edit); none when rejected.")
+    reason: RejectReason | None
+    note: str | None
+    corrected_sentiment: Sentiment | None = Field(description="The sentiment the agent gave, when it was corrected.")
+    reviewer: str
+    decided_at: datetime
+    seconds_waited: float = Field(description="From the draft's making (processed_at) to the decision.")
+    model_id: str
+    triage_prompt_version: str
+    apology_prompt_version: str
+    edit_distance: int | None = Field(description="Levenshtein distance from draft to final text, in characters.")
+    normalized_edit_distance: float | None = Field(description="edit_distance over the longer text's length, 0 to 1.")
+
+
+class ApprovedReply(Record):
+    """A reply an agent approved, on the replies topic, for whatever sends it to the customer."""
+
+    chat_id: str
+    user_id: str
+    text: str
+    edited: bool
+    reviewer: str
+    decided_at: datetime
+
+
+class ReplyPair(Record):
+    """A chat and the reply an agent approved for it, exported for tuning the apology step."""
+
+    id: str
+    chat: str
+    reply: str
+    edited: bool
+    model_id: str
+    apology_prompt_version: str
+
+
 class Stage(str, enum.Enum):
     """Where in the pipeline a record failed."""
 
