@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from asgi_csrf import asgi_csrf
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from pipeline.contracts import utc_now
 from review.config import Settings
-from review.deps import SignInRequired
+from review.deps import SignInRequired, signed_in_user
 from review.identity import IapVerifier
 from review.ingest import Ingest
 from review.outbox import Outbox
@@ -56,7 +56,11 @@ def create_app(desk: Desk):
                 if part is not None:
                     part.stop()
 
-    app = FastAPI(title="chat-triage review desk", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # Every route asks who is calling: behind IAP, a request without a valid signed header gets 401, reads included.
+    app = FastAPI(
+        title="chat-triage review desk", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json",
+        dependencies=[Depends(signed_in_user)],
+    )
     app.state.desk = desk
     for area in (queue, drafts, stats, sign_in):
         app.include_router(area.router)
