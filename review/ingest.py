@@ -22,6 +22,9 @@ from review.models import Draft, UnreadableMessage
 _LOGGER = logging.getLogger(__name__)
 # Messages held at once by the streaming pull: the database takes them one commit at a time anyway.
 MAX_OUTSTANDING = 100
+# Seconds each lease on a message lasts before the client extends it. Storing takes milliseconds, and what a
+# killed desk held comes back this soon (the client's default, 60 s, would hold it a minute).
+LEASE_SECS = 10
 
 
 def _insert_ignoring_duplicates(session: Session, model: type, values: dict) -> bool:
@@ -79,7 +82,9 @@ class Ingest:
     def start(self) -> None:
         from google.cloud import pubsub
 
-        flow_control = pubsub.types.FlowControl(max_messages=MAX_OUTSTANDING)
+        flow_control = pubsub.types.FlowControl(
+            max_messages=MAX_OUTSTANDING, max_duration_per_lease_extension=LEASE_SECS
+        )
         self._future = self._subscriber.subscribe(
             self._subscription, callback=self.receive, flow_control=flow_control, await_callbacks_on_shutdown=True,
         )

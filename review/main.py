@@ -12,6 +12,7 @@ import sys
 
 from pydantic_settings import CliApp
 
+from pipeline.contracts import utc_now
 from review.app import Desk, create_app
 from review.config import Settings
 from review.db import make_engine, session_factory, upgrade
@@ -22,7 +23,7 @@ from review.outbox import BigQueryTable, Outbox, RepliesTopic
 _LOGGER = logging.getLogger("review")
 
 
-def build_desk(settings: Settings, *, subscriber=None, publisher=None, bigquery=None) -> Desk:
+def build_desk(settings: Settings, *, subscriber=None, publisher=None, bigquery=None, clock=utc_now) -> Desk:
     """The desk's parts for `settings`; each client is used only where its flag names a resource."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -32,9 +33,11 @@ def build_desk(settings: Settings, *, subscriber=None, publisher=None, bigquery=
         destinations.append(BigQueryTable(bigquery, settings.bigquery_table_id()))
     if settings.replies_topic and publisher is not None:
         destinations.append(RepliesTopic(publisher, settings.replies_topic))
-    ingest = Ingest(subscriber, settings.subscription, sessions) if settings.subscription and subscriber else None
+    ingest = Ingest(subscriber, settings.subscription, sessions, clock) if settings.subscription and subscriber else None
     verifier = IapVerifier(settings.iap_audience, settings.iap_certs_url) if settings.auth == "iap" else None
-    return Desk(settings, sessions, verifier=verifier, ingest=ingest, outbox=Outbox(sessions, destinations))
+    return Desk(
+        settings, sessions, verifier=verifier, ingest=ingest, outbox=Outbox(sessions, destinations, clock), clock=clock
+    )
 
 
 def cloud_clients(settings: Settings) -> dict:

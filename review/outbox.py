@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from google.api_core.retry import Retry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +29,11 @@ _LOGGER = logging.getLogger(__name__)
 BATCH = 100
 MAX_BACKOFF_SECS = 30.0
 SEND_TIMEOUT_SECS = 60.0
+
+
+# Ten seconds of retries inside the BigQuery client (its default is ten minutes): the outbox retries for as long
+# as it takes, and logs each failure where a person sees it.
+_CLIENT_RETRY = Retry(timeout=10)
 
 
 class Destination(Protocol):
@@ -48,12 +54,9 @@ class BigQueryTable:
         self._table_ready = False
 
     def send(self, payload: str, chat_id: str) -> None:
-        from google.api_core.retry import Retry
-
         self._create_table()
-        # Few retries inside the client: the outbox retries, and logs each failure where a person sees it.
         errors = self._client.insert_rows_json(
-            self._table_id, [json.loads(payload)], row_ids=[chat_id], retry=Retry(timeout=10), timeout=10,
+            self._table_id, [json.loads(payload)], row_ids=[chat_id], retry=_CLIENT_RETRY, timeout=10,
         )
         if errors:
             raise RuntimeError(f"BigQuery refused the row of chat {chat_id}: {errors}")
@@ -64,7 +67,9 @@ class BigQueryTable:
         from google.cloud import bigquery
 
         schema = [bigquery.SchemaField.from_api_repr(field) for field in bigquery_schema(ReviewRow)["fields"]]
-        self._client.create_table(bigquery.Table(self._table_id, schema=schema), exists_ok=True, timeout=10)
+        self._client.create_table(
+            bigquery.Table(self._table_id, schema=schema), exists_ok=True, retry=_CLIENT_RETRY, timeout=10
+        )
         self._table_ready = True
 
 

@@ -45,12 +45,11 @@ class Clock:
 
 
 def desk_on(database_url: str, clock: Clock | None = None, **settings) -> Desk:
-    """A desk on `database_url` (migrated), without Pub/Sub or BigQuery unless `settings` and clients say so."""
+    """A desk on `database_url` (migrated), without Pub/Sub or BigQuery unless `settings` and clients say so; on
+    `clock` if given, else on the real one (which a desk that talks to the emulators needs: Pub/Sub's and
+    BigQuery's clocks are real)."""
     clients = {name: settings.pop(name) for name in ("subscriber", "publisher", "bigquery") if name in settings}
-    desk = build_desk(Settings(database_url=database_url, **settings), **clients)
-    if clock is not None:
-        desk.clock = clock
-    return desk
+    return build_desk(Settings(database_url=database_url, **settings), **clients, **({"clock": clock} if clock else {}))
 
 
 def add_drafts(desk: Desk, *messages: bytes) -> None:
@@ -65,3 +64,21 @@ def sign_in(client: TestClient, name: str) -> None:
     client.get("/sign-in")
     response = client.post("/sign-in", data={"name": name, "csrftoken": client.cookies["csrftoken"]}, follow_redirects=False)
     assert response.status_code == 303, response.text
+
+
+def publish_reviews(stack, messages: list[bytes]) -> None:
+    """Publishes review messages on the stack's review topic, as the streaming job does."""
+    topic = stack.resources.review_topic
+    for future in [stack.publisher.publish(topic, message) for message in messages]:
+        future.result(timeout=30)
+
+
+def wait_for(condition, timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Polls `condition()` until it returns something true, and returns that; fails the test after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(interval)
+    return result
