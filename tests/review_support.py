@@ -19,12 +19,13 @@ APOLOGY = "apology-base-v1"
 
 
 def review_message(chat_id: str, *, chat: str | None = None, draft: str | None = None, model_id: str = MODEL,
-                   triage: str = TRIAGE, apology: str = APOLOGY, minutes_after: float = 0.0) -> bytes:
+                   triage: str = TRIAGE, apology: str = APOLOGY, minutes_after: float = 0.0,
+                   summary: str = "The order arrived cold and late.") -> bytes:
     """A review message as the pipeline publishes it, made `minutes_after` T0."""
     return json.dumps({
         "chat_id": chat_id, "user_id": f"user-{chat_id}",
         "chat_message": chat or f"Chat {chat_id}: my order arrived cold and two hours late.",
-        "summary": "The order arrived cold and late.",
+        "summary": summary,
         "draft_reply": draft or "We are sorry your order arrived cold and late. We will refund the delivery fee.",
         "model_id": model_id, "triage_prompt_version": triage, "apology_prompt_version": apology,
         "processed_at": (T0 + timedelta(minutes=minutes_after)).isoformat(),
