@@ -10,6 +10,7 @@ database wait there; the emulators start empty, and stop with the desk.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from pydantic_settings import CliApp
@@ -22,8 +23,16 @@ from review.main import build_desk, configure_logging, serve
 _LOGGER = logging.getLogger("local.review")
 
 
+def _stop_on_sigterm(_signum, _frame) -> None:
+    # uvicorn re-raises the signal that stopped it once it has shut down. SIGTERM's default action would end the
+    # process there, leaving the emulators running; a KeyboardInterrupt is absorbed by uvicorn.run, so serve()
+    # returns and the emulators are stopped on the way out.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     configure_logging(settings.log_level)
     _LOGGER.info("starting the Pub/Sub emulator and bqemulator …")
     try:
