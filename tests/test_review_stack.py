@@ -19,6 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from local.stack import LocalStack, Resources, free_port
+from pipeline.contracts import ReviewRow
+from pipeline.table_schema import bigquery_schema
 from review.app import create_app
 from review.db import make_engine, session_factory, upgrade
 from review.models import Draft, UnreadableMessage
@@ -153,6 +155,10 @@ def test_decisions_made_while_pubsub_and_bigquery_are_away_go_out_once_each(stac
 
     rows = stack.rows(names.reviews_table)
     assert Counter(row["chat_id"] for row in rows) == Counter(chats), "each decision one row"
+    table = stack.bigquery.get_table(names.reviews_table_name.replace(":", "."))
+    assert [(f.name, f.field_type, f.mode) for f in table.schema] == [
+        (f["name"], f["type"], f["mode"]) for f in bigquery_schema(ReviewRow)["fields"]
+    ], "the desk created the table from the row contract"
     assert {row["chat_id"]: row["decision"] for row in rows} == {chat_id: body["decision"] for chat_id, body in decide.items()}
     replies = _replies(stack)
     approved = [chat_id for chat_id in chats if decide[chat_id]["decision"] != "reject"]
