@@ -71,6 +71,14 @@ def test_a_rejection_without_its_reason_is_shown_again_with_the_error(client):
     assert client.get("/api/drafts/1").json()["decision"] is None
 
 
+def test_a_tampered_form_is_422(client):
+    sign_in(client, "Ana")
+    token = client.cookies["csrftoken"]
+    for fields in ({"action": "approve", "sentiment": "very"}, {"action": "delete"}):
+        assert client.post("/drafts/1/decision", data={"csrftoken": token, "text": "Sorry", **fields}).status_code == 422
+    assert client.get("/api/drafts/1").json()["decision"] is None
+
+
 def test_a_form_without_its_csrf_token_is_refused(client):
     sign_in(client, "Ana")
     response = client.post("/drafts/1/decision", data={"action": "approve", "text": "Sorry"})

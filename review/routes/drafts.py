@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -55,7 +55,8 @@ def _form_request(action: str, text: str, sentiment: str, reason: str, note: str
 @router.post("/drafts/{chat_id}/decision", response_class=HTMLResponse, include_in_schema=False)
 def decide_form(
     chat_id: str, request: Request, session: SessionDep, reviewer: ReviewerDep, now: NowDep,
-    action: Annotated[str, Form()], text: Annotated[str, Form()] = "", sentiment: Annotated[str, Form()] = "",
+    action: Annotated[Literal["approve", "reject"], Form()], text: Annotated[str, Form()] = "",
+    sentiment: Annotated[Literal["", "-1", "0", "1"], Form()] = "",
     reason: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
 ):
     draft = _found(session, chat_id)
