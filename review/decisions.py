@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from rapidfuzz.distance import Levenshtein
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,8 +39,7 @@ class ClaimedByOther(Exception):
         self.draft = draft
 
 
-def pending(session: Session, model_id: str | None = None, prompt_version: str | None = None) -> list[Draft]:
-    """The drafts nobody has decided, oldest first; `prompt_version` matches the triage or the apology prompt's."""
+def _pending_query(model_id: str | None, prompt_version: str | None):
     query = select(Draft).outerjoin(Decision).where(Decision.chat_id.is_(None))
     if model_id:
         query = query.where(Draft.model_id == model_id)
@@ -48,7 +47,19 @@ def pending(session: Session, model_id: str | None = None, prompt_version: str |
         query = query.where(
             or_(Draft.triage_prompt_version == prompt_version, Draft.apology_prompt_version == prompt_version)
         )
-    return list(session.scalars(query.order_by(Draft.processed_at, Draft.chat_id)).unique())
+    return query
+
+
+def pending(session: Session, model_id: str | None = None, prompt_version: str | None = None,
+            limit: int | None = None) -> list[Draft]:
+    """The drafts nobody has decided, oldest first (the first `limit`); `prompt_version` matches the triage or the
+    apology prompt's."""
+    query = _pending_query(model_id, prompt_version).order_by(Draft.processed_at, Draft.chat_id).limit(limit)
+    return list(session.scalars(query).unique())
+
+
+def count_pending(session: Session, model_id: str | None = None, prompt_version: str | None = None) -> int:
+    return session.scalar(select(func.count()).select_from(_pending_query(model_id, prompt_version).subquery()))
 
 
 def variants(session: Session) -> tuple[list[str], list[str]]:

@@ -68,6 +68,7 @@ def test_the_queue_is_oldest_first_and_filters_by_model_and_prompt_version(desk,
     assert [d["chat_id"] for d in api.get("/api/queue").json()] == ["early", "middle", "late"]
     assert [d["chat_id"] for d in api.get("/api/queue", params={"model_id": "gemma-2b"}).json()] == ["early"]
     assert [d["chat_id"] for d in api.get("/api/queue", params={"prompt_version": "apology-v2"}).json()] == ["middle"]
+    assert [d["chat_id"] for d in api.get("/api/queue", params={"limit": 2}).json()] == ["early", "middle"]
     api.post("/api/drafts/early/decision", json={"decision": "approve", "reviewer": "ana"})
     assert [d["chat_id"] for d in api.get("/api/queue").json()] == ["middle", "late"], "decided drafts leave the queue"
 

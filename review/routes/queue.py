@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from review import decisions
@@ -10,6 +12,8 @@ from review.deps import NowDep, ReviewerDep, SessionDep, templates
 from review.schemas import DraftOut
 
 router = APIRouter()
+# Drafts on one page of the queue: an agent works from the top; the count shows how many wait in all.
+PAGE_SIZE = 100
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -17,10 +21,11 @@ def queue_page(
     request: Request, session: SessionDep, reviewer: ReviewerDep, now: NowDep,
     model_id: str = "", prompt_version: str = "",
 ):
-    drafts = decisions.pending(session, model_id or None, prompt_version or None)
+    drafts = decisions.pending(session, model_id or None, prompt_version or None, limit=PAGE_SIZE)
     models, prompt_versions = decisions.variants(session)
     return templates.TemplateResponse(request, "queue.html", {
-        "drafts": drafts, "models": models, "prompt_versions": prompt_versions, "model_id": model_id,
+        "drafts": drafts, "waiting": decisions.count_pending(session, model_id or None, prompt_version or None),
+        "models": models, "prompt_versions": prompt_versions, "model_id": model_id,
         "prompt_version": prompt_version, "reviewer": reviewer, "now": now,
         "claimed_by_other": lambda draft: decisions.claimed_by_other(draft, reviewer, now),
         "flash": request.session.pop("flash", None),
@@ -35,6 +40,9 @@ def open_draft(chat_id: str, request: Request, session: SessionDep, reviewer: Re
 
 
 @router.get("/api/queue", response_model=list[DraftOut])
-def api_queue(session: SessionDep, model_id: str | None = None, prompt_version: str | None = None):
-    """Pending drafts, oldest first."""
-    return decisions.pending(session, model_id, prompt_version)
+def api_queue(
+    session: SessionDep, model_id: str | None = None, prompt_version: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = PAGE_SIZE,
+):
+    """Pending drafts, oldest first (the first `limit`)."""
+    return decisions.pending(session, model_id, prompt_version, limit=limit)
