@@ -55,6 +55,7 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
+        # Debian's build, not one Playwright would download; as root, Chromium runs only without its sandbox.
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield browser
         browser.close()
