@@ -95,7 +95,7 @@ class PostgresServer:
                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
             ]
             service = start_service(
-                "PostgreSQL", _as_owner(command), Path(tempfile.gettempdir()) / f"{datadir.name}.log",
+                "PostgreSQL", _as_owner(command), datadir / "server.log",
                 ready=lambda: _accepts_connections(port), stop_signal=signal.SIGINT,
             )
             try:
