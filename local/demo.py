@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.create_resources()
             names = stack.resources
             _LOGGER.info(
-                "created topics chats, review, dead-letter, replies; subscriptions chats-triage (job input), review-agents, "
-                "review-desk (the review desk), replies-sender, "
-                "dead-letter-replay; dataset %s (project %s)", names.dataset, names.project,
+                "created topics chats, review, dead-letter, replies; subscriptions chats-triage (job input), "
+                "review-agents, review-desk (the review desk), replies-sender, dead-letter-replay; dataset %s "
+                "(project %s)", names.dataset, names.project,
             )
             engine = make_engine(args.review_database_url)
             upgrade(engine)

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                 "(Pub/Sub emulator at %s).", waiting, settings.database_url, names.reviews_table_name,
                 stack.bigquery_endpoint, names.replies_topic, stack.pubsub_host,
             )
-            _LOGGER.info("open http://%s:%d in a browser; Ctrl-C stops the desk and the emulators", settings.host, settings.port)
+            _LOGGER.info(
+                "open http://%s:%d in a browser; Ctrl-C stops the desk and the emulators", settings.host, settings.port
+            )
             serve(desk)
     except StackError as error:
         _LOGGER.error("the local stack did not start: %s", error)

@@ -346,9 +346,11 @@ class LocalStack:
         ):
             self.publisher.create_topic(name=topic)
             self.subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60)
-        self.subscriber.create_subscription(name=names.review_desk_subscription, topic=names.review_topic, ack_deadline_seconds=60)
         self.publisher.create_topic(name=names.replies_topic)
-        self.subscriber.create_subscription(name=names.replies_subscription, topic=names.replies_topic, ack_deadline_seconds=60)
+        for topic, subscription in (
+            (names.review_topic, names.review_desk_subscription), (names.replies_topic, names.replies_subscription),
+        ):
+            self.subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60)
         self.bigquery.create_dataset(names.dataset, exists_ok=True)
 
     def publish(self, payloads: list[bytes], **attributes: str) -> list[str]:
@@ -395,7 +397,8 @@ class LocalStack:
 
         names = self.resources
         try:
-            result = self.bigquery.query(f"SELECT * FROM `{names.project}.{names.dataset}.{table or names.table}`").result()
+            query = f"SELECT * FROM `{names.project}.{names.dataset}.{table or names.table}`"
+            result = self.bigquery.query(query).result()
         except NotFound:
             return []
         return [dict(row) for row in result]

@@ -25,5 +25,6 @@ def bigquery_schema(model: type[BaseModel]) -> dict:
             members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
             annotation, nullable = members[0], len(members) < len(typing.get_args(annotation))
         annotation = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
-        fields.append({"name": name, "type": _bigquery_type(annotation), "mode": "NULLABLE" if nullable else "REQUIRED"})
+        mode = "NULLABLE" if nullable else "REQUIRED"
+        fields.append({"name": name, "type": _bigquery_type(annotation), "mode": mode})
     return {"fields": fields}

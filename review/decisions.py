@@ -35,7 +35,9 @@ class ClaimedByOther(Exception):
     """Another agent opened the draft a moment ago and is working on it."""
 
     def __init__(self, draft: Draft):
-        super().__init__(f"chat {draft.chat_id} is claimed by {draft.claimed_by} until {draft.claimed_until:%H:%M:%S} UTC")
+        super().__init__(
+            f"chat {draft.chat_id} is claimed by {draft.claimed_by} until {draft.claimed_until:%H:%M:%S} UTC"
+        )
         self.draft = draft
 
 

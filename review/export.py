@@ -36,7 +36,9 @@ class ExportSettings(BaseSettings):
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="the desk's database (as for python -m review)")
     output: Path = Field(description="labeled rows {id, text, label} (JSON Lines)")
-    pairs_output: Path | None = Field(None, description="(chat, reply) pairs (default: OUTPUT with -pairs before .jsonl)")
+    pairs_output: Path | None = Field(
+        None, description="(chat, reply) pairs (default: OUTPUT with -pairs before .jsonl)"
+    )
 
 
 def label(draft: Draft, decision: Decision) -> int | None:
@@ -53,10 +55,15 @@ def export(sessions, output: Path, pairs_output: Path) -> tuple[int, int]:
     labeled = pairs = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     pairs_output.parent.mkdir(parents=True, exist_ok=True)
-    with sessions() as session, output.open("w", encoding="utf-8") as rows, pairs_output.open("w", encoding="utf-8") as replies:
+    with (
+        sessions() as session,
+        output.open("w", encoding="utf-8") as rows,
+        pairs_output.open("w", encoding="utf-8") as replies,
+    ):
         for draft, decision in session.execute(select(Draft, Decision).join(Decision).order_by(Decision.decided_at)):
             if (sentiment := label(draft, decision)) is not None:
-                rows.write(LabeledExample(id=draft.chat_id, text=draft.chat_message, label=sentiment).model_dump_json() + "\n")
+                example = LabeledExample(id=draft.chat_id, text=draft.chat_message, label=sentiment)
+                rows.write(example.model_dump_json() + "\n")
                 labeled += 1
             if decision.final_text is not None:
                 pair = ReplyPair(
@@ -76,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     labeled, pairs = export(session_factory(engine), settings.output, pairs_output)
-    _LOGGER.info("wrote %d labeled rows to %s and %d (chat, reply) pairs to %s", labeled, settings.output, pairs, pairs_output)
+    _LOGGER.info(
+        "wrote %d labeled rows to %s and %d (chat, reply) pairs to %s", labeled, settings.output, pairs, pairs_output
+    )
     return 0
 
 

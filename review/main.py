@@ -33,7 +33,9 @@ def build_desk(settings: Settings, *, subscriber=None, publisher=None, bigquery=
         destinations.append(BigQueryTable(bigquery, settings.bigquery_table_id()))
     if settings.replies_topic and publisher is not None:
         destinations.append(RepliesTopic(publisher, settings.replies_topic))
-    ingest = Ingest(subscriber, settings.subscription, sessions, clock) if settings.subscription and subscriber else None
+    ingest = None
+    if settings.subscription and subscriber is not None:
+        ingest = Ingest(subscriber, settings.subscription, sessions, clock)
     verifier = IapVerifier(settings.iap_audience, settings.iap_certs_url) if settings.auth == "iap" else None
     return Desk(
         settings, sessions, verifier=verifier, ingest=ingest, outbox=Outbox(sessions, destinations, clock), clock=clock

@@ -93,7 +93,11 @@ def backoff(attempts: int) -> timedelta:
 
 def backlog(session: Session) -> dict[str, int]:
     """How many records wait for each destination."""
-    query = select(OutboxItem.destination, func.count()).where(OutboxItem.sent_at.is_(None)).group_by(OutboxItem.destination)
+    query = (
+        select(OutboxItem.destination, func.count())
+        .where(OutboxItem.sent_at.is_(None))
+        .group_by(OutboxItem.destination)
+    )
     return dict(session.execute(query).all())
 
 
@@ -104,7 +108,9 @@ class Outbox:
                  clock: Callable[[], datetime] = utc_now, interval: float = 0.5, wait_secs: float = 2.0):
         self._sessions = sessions
         self._destinations = {destination.name: destination for destination in destinations}
-        self._executors = {name: ThreadPoolExecutor(4, thread_name_prefix=f"outbox-{name}") for name in self._destinations}
+        self._executors = {
+            name: ThreadPoolExecutor(4, thread_name_prefix=f"outbox-{name}") for name in self._destinations
+        }
         self._clock = clock
         self._interval = interval
         self._wait_secs = wait_secs
@@ -141,7 +147,9 @@ class Outbox:
         if error is None:
             item.sent_at = now
             if item.attempts:
-                _LOGGER.info("chat %s: sent to %s after %d failed attempts", item.chat_id, item.destination, item.attempts)
+                _LOGGER.info(
+                    "chat %s: sent to %s after %d failed attempts", item.chat_id, item.destination, item.attempts
+                )
             return True
         item.attempts += 1
         item.last_error = f"{type(error).__name__}: {error}"[:2000]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
@@ -12,7 +12,7 @@ from review.config import Settings
 from review.ingest import store
 from review.main import build_desk
 
-T0 = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 MODEL = "gemma3-270m-sentiment-lora"
 TRIAGE = "triage-base-score-v1"
 APOLOGY = "apology-base-v1"
@@ -63,7 +63,8 @@ def add_drafts(desk: Desk, *messages: bytes) -> None:
 def sign_in(client: TestClient, name: str) -> None:
     """Signs in on a local desk's page, as an agent does (the sign-in page sets the CSRF cookie first)."""
     client.get("/sign-in")
-    response = client.post("/sign-in", data={"name": name, "csrftoken": client.cookies["csrftoken"]}, follow_redirects=False)
+    form = {"name": name, "csrftoken": client.cookies["csrftoken"]}
+    response = client.post("/sign-in", data=form, follow_redirects=False)
     assert response.status_code == 303, response.text
 
 

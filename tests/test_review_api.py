@@ -55,7 +55,8 @@ def api(desk):
 
 def _outbox(desk) -> dict[tuple[str, str], dict]:
     with desk.sessions() as session:
-        return {(item.chat_id, item.destination): json.loads(item.payload) for item in session.scalars(select(OutboxItem))}
+        items = session.scalars(select(OutboxItem))
+        return {(item.chat_id, item.destination): json.loads(item.payload) for item in items}
 
 
 def test_the_queue_is_oldest_first_and_filters_by_model_and_prompt_version(desk, api):
@@ -87,7 +88,11 @@ def test_a_draft_reads_back_whole_and_an_unknown_one_is_404(desk, api):
 @pytest.mark.parametrize(
     ("body", "stored", "destinations"),
     [
-        ({"decision": "approve"}, {"decision": "approve", "final_text": DRAFT, "edit_distance": 0}, {"bigquery", "replies"}),
+        (
+            {"decision": "approve"},
+            {"decision": "approve", "final_text": DRAFT, "edit_distance": 0},
+            {"bigquery", "replies"},
+        ),
         (
             {"decision": "edit", "text": "Sorry about the cold pizza: a new one is on its way."},
             {"decision": "edit", "final_text": "Sorry about the cold pizza: a new one is on its way."},
@@ -134,12 +139,14 @@ def test_each_decision_is_stored_and_queued_for_its_outputs(desk, api, clock, bo
     assert row.final_text == decision["final_text"] and row.draft_text == DRAFT
     if "replies" in destinations:
         reply = ApprovedReply.model_validate(outbox[("1", "replies")])
-        assert (reply.chat_id, reply.text, reply.edited) == ("1", decision["final_text"], decision["decision"] == "edit")
+        edited = decision["decision"] == "edit"
+        assert (reply.chat_id, reply.text, reply.edited) == ("1", decision["final_text"], edited)
 
 
 def test_an_edit_records_its_distance_from_the_draft(desk, api):
     add_drafts(desk, review_message("1", draft="Sorry for the delay."))
-    decision = api.post("/api/drafts/1/decision", json={"decision": "edit", "text": "Sorry for the long delay.", "reviewer": "ana"}).json()
+    body = {"decision": "edit", "text": "Sorry for the long delay.", "reviewer": "ana"}
+    decision = api.post("/api/drafts/1/decision", json=body).json()
     assert decision["edit_distance"] == 5
     assert decision["normalized_edit_distance"] == pytest.approx(5 / len("Sorry for the long delay."))
 
@@ -177,7 +184,9 @@ def test_without_a_reviewer_a_local_decision_is_422(desk, api):
 def test_the_first_decision_stands_and_the_second_agent_is_told(desk, api):
     add_drafts(desk, review_message("1"))
     assert api.post("/api/drafts/1/decision", json={"decision": "approve", "reviewer": "ana"}).status_code == 200
-    second = api.post("/api/drafts/1/decision", json={"decision": "reject", "reason": "draft_unusable", "reviewer": "ben"})
+    second = api.post(
+        "/api/drafts/1/decision", json={"decision": "reject", "reason": "draft_unusable", "reviewer": "ben"}
+    )
     assert second.status_code == 409
     assert second.json()["detail"]["decision"]["reviewer"] == "ana"
     assert api.get("/api/drafts/1").json()["decision"]["decision"] == "approve"
@@ -192,7 +201,8 @@ def test_agents_deciding_at_the_same_moment_store_one_decision(desk, clock):
         start.wait()
         with desk.sessions() as session:
             try:
-                results.append(decisions.decide(session, "1", DecisionRequest(decision="approve"), name, clock()).reviewer)
+                decision = decisions.decide(session, "1", DecisionRequest(decision="approve"), name, clock())
+                results.append(decision.reviewer)
             except decisions.AlreadyDecided as conflict:
                 results.append(("told", conflict.decision.reviewer))
 

@@ -25,7 +25,8 @@ TUNED, BASE = "gemma3-270m-sentiment-lora", "gemma3-270m"
 SCRIPT_CHAT = 'Customer: <script>document.title="owned";window.owned=1</script> my pizza is cold <b>again</b>'
 CHATS = {
     "88213": ("Customer: My order #88213 arrived 90 minutes late and the fries were cold. Second time this month.\n"
-              "Agent: I'm very sorry about that. Let me check the order.\nCustomer: I don't want excuses, I want a refund.",
+              "Agent: I'm very sorry about that. Let me check the order.\n"
+              "Customer: I don't want excuses, I want a refund.",
               "Order #88213 arrived 90 minutes late with cold fries; the customer wants a refund.",
               "I'm sorry your order #88213 arrived 90 minutes late and cold. I have refunded it in full; you will see "
               "the money within three working days."),
@@ -68,11 +69,13 @@ def desk(tmp_path_factory):
         stack.create_resources()
         names = stack.resources
         desk = desk_on(
-            f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}", subscription=names.review_desk_subscription,
+            f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}",
+            subscription=names.review_desk_subscription,
             replies_topic=names.replies_topic, bigquery_table=names.reviews_table_name, subscriber=stack.subscriber,
             publisher=stack.publisher, bigquery=stack.bigquery,
         )
-        server = uvicorn.Server(uvicorn.Config(create_app(desk), host="127.0.0.1", port=free_port(), log_level="warning"))
+        config = uvicorn.Config(create_app(desk), host="127.0.0.1", port=free_port(), log_level="warning")
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         wait_for(lambda: server.started, 30, what="desk started")
@@ -105,7 +108,11 @@ def test_agents_decide_drafts_in_a_browser_and_the_decisions_reach_bigquery_and_
     context = chromium.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
     _sign_in(page, base_url, "Ana")
-    wait_for(lambda: page.reload() and page.locator("table.queue tbody tr").count() == len(CHATS), 30, what="all drafts listed")
+    def all_listed() -> bool:
+        page.reload()
+        return page.locator("table.queue tbody tr").count() == len(CHATS)
+
+    wait_for(all_listed, 30, what="all drafts listed")
 
     # Markup in a chat is shown as text and never runs.
     assert SCRIPT_CHAT.split("\n")[0][:60] in page.locator("#chat-4414 .chat .clamp").inner_text()
@@ -123,7 +130,9 @@ def test_agents_decide_drafts_in_a_browser_and_the_decisions_reach_bigquery_and_
 
     # Edit, then approve.
     _open(page, "web-7")
-    page.fill("#text", "We are sorry your order went to the wrong building. We have sent a new one; it arrives by 8 pm.")
+    page.fill(
+        "#text", "We are sorry your order went to the wrong building. We have sent a new one; it arrives by 8 pm."
+    )
     page.screenshot(path=SCREENSHOTS / "review-draft.png")
     page.click("#approve")
     assert "edited and approved" in page.locator(".flash").inner_text()

@@ -27,7 +27,8 @@ def test_the_streaming_jobs_drafts_reach_the_desk_and_a_decision_reaches_bigquer
         stack.create_resources()
         names = stack.resources
         desk = desk_on(
-            f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}", subscription=names.review_desk_subscription,
+            f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}",
+            subscription=names.review_desk_subscription,
             replies_topic=names.replies_topic, bigquery_table=names.reviews_table_name, subscriber=stack.subscriber,
             publisher=stack.publisher, bigquery=stack.bigquery,
         )
@@ -42,7 +43,11 @@ def test_the_streaming_jobs_drafts_reach_the_desk_and_a_decision_reaches_bigquer
             drafted = {review["chat_id"]: review for review in tally.reviews}
             assert drafted, f"no chat was triaged as negative: {tally.summary()}"
 
-            queue = wait_for(lambda: (queue := client.get("/api/queue").json()) and len(queue) == len(drafted) and queue, 30)
+            def all_drafts():
+                queue = client.get("/api/queue").json()
+                return queue if len(queue) == len(drafted) else None
+
+            queue = wait_for(all_drafts, 30, what="every draft in the desk")
             assert {draft["chat_id"]: draft["draft_reply"] for draft in queue} == {
                 chat_id: review["draft_reply"] for chat_id, review in drafted.items()
             }, "every draft the job wrote is in the desk, as written"

@@ -44,7 +44,8 @@ def test_decisions_become_labeled_rows_the_evaluation_reads_and_reply_pairs(data
         {"id": "2", "text": "chat 2", "label": 1},
         {"id": "4", "text": "chat 4", "label": -1},
     ], "chat 3 has no sentiment the agent settled; chat 5 is not decided"
-    assert [(chat["id"], label) for chat, label in load_labeled(str(output))] == [("0", -1), ("1", -1), ("2", 1), ("4", -1)]
+    read_back = [(chat["id"], label) for chat, label in load_labeled(str(output))]
+    assert read_back == [("0", -1), ("1", -1), ("2", 1), ("4", -1)]
     pairs = [json.loads(line) for line in (tmp_path / "out" / "reviewed-pairs.jsonl").read_text().splitlines()]
     assert [(pair["id"], pair["chat"], pair["reply"], pair["edited"]) for pair in pairs] == [
         ("0", "chat 0", "We are sorry your order arrived cold and late. We will refund the delivery fee.", False),
@@ -55,7 +56,8 @@ def test_decisions_become_labeled_rows_the_evaluation_reads_and_reply_pairs(data
 def test_the_migrations_build_exactly_the_models_schema(database_url):
     desk = desk_on(database_url)
     with desk.sessions.kw["bind"].connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == [], "a model change needs a migration"
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == [], "a model change needs a migration"
 
 
 def test_an_upgrade_on_a_desk_with_decisions_keeps_them(database_url):

@@ -27,8 +27,10 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 def _pem(key: ec.EllipticCurvePrivateKey, public: bool = False) -> str:
     if public:
-        return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        public_format = serialization.PublicFormat.SubjectPublicKeyInfo
+        return key.public_key().public_bytes(serialization.Encoding.PEM, public_format).decode()
+    private_format, unencrypted = serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, private_format, unencrypted).decode()
 
 
 IAP_KEY, OTHER_KEY = _key(), _key()
@@ -59,13 +61,18 @@ def _token(key=IAP_KEY, audience=AUDIENCE, issuer="https://cloud.google.com/iap"
            expires_in=600) -> str:
     now = int(time.time())
     signer = crypt.ES256Signer.from_string(_pem(key), key_id="iap-key-1")
-    claims = {"iss": issuer, "aud": audience, "email": email, "sub": "accounts.google.com:1", "iat": now, "exp": now + expires_in}
+    claims = {
+        "iss": issuer, "aud": audience, "email": email, "sub": "accounts.google.com:1", "iat": now,
+        "exp": now + expires_in,
+    }
     return jwt.encode(signer, claims).decode()
 
 
 @pytest.fixture
 def client(tmp_path, certs_url):
-    desk = desk_on(f"sqlite:///{tmp_path / 'desk.sqlite3'}", Clock(), auth="iap", iap_audience=AUDIENCE, iap_certs_url=certs_url)
+    desk = desk_on(
+        f"sqlite:///{tmp_path / 'desk.sqlite3'}", Clock(), auth="iap", iap_audience=AUDIENCE, iap_certs_url=certs_url
+    )
     add_drafts(desk, review_message("1"))
     with TestClient(create_app(desk)) as client:
         yield client
@@ -95,13 +102,15 @@ def test_a_header_that_iap_did_not_sign_for_this_desk_proves_nothing(client, tok
     token = token() if callable(token) else token
     headers = {IAP_HEADER: token} if token else {}
     assert client.get("/", headers=headers).status_code == 401
-    assert client.post("/api/drafts/1/decision", json={"decision": "approve", "reviewer": "ana"}, headers=headers).status_code == 401
+    body = {"decision": "approve", "reviewer": "ana"}
+    assert client.post("/api/drafts/1/decision", json=body, headers=headers).status_code == 401
     assert client.get("/api/queue", headers=headers).status_code == 401
     assert client.get("/api/drafts/1", headers={IAP_HEADER: _token()}).json()["decision"] is None
 
 
 def test_behind_iap_nobody_decides_in_another_agents_name(client):
     response = client.post(
-        "/api/drafts/1/decision", json={"decision": "approve", "reviewer": "ben@example.com"}, headers={IAP_HEADER: _token()}
+        "/api/drafts/1/decision", json={"decision": "approve", "reviewer": "ben@example.com"},
+        headers={IAP_HEADER: _token()},
     )
     assert response.status_code == 422

@@ -48,7 +48,10 @@ def test_the_image_copies_every_project_module_the_desk_loads_and_no_model_code(
         if path and Path(path).is_relative_to(ROOT)
     )
     copied = _copied_paths()
-    missing = [path for path in project_files if not any(path == c or path.startswith(c.rstrip("/") + "/") for c in copied)]
+    missing = [
+        path for path in project_files
+        if not any(path == source or path.startswith(source.rstrip("/") + "/") for source in copied)
+    ]
     assert project_files and missing == [], f"loaded by the desk, not copied into its image: {missing}"
 
 
@@ -73,11 +76,12 @@ def test_every_package_the_desk_imports_is_in_the_review_extra():
 
 def test_the_review_extra_pins_as_the_core_dependencies_and_the_lock_do():
     assert all(str(requirement.specifier).startswith("==") for requirement in REVIEW_EXTRA), "every desk package pinned"
-    core = {canonicalize_name(Requirement(line).name): Requirement(line).specifier for line in PYPROJECT["project"]["dependencies"]}
-    lock = dict(
-        (canonicalize_name(name), version) for name, version in
-        (line.split("==") for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line and not line.startswith("#"))
-    )
+    core = {
+        canonicalize_name(Requirement(line).name): Requirement(line).specifier
+        for line in PYPROJECT["project"]["dependencies"]
+    }
+    pins = [line.split(" ")[0].split("==") for line in (ROOT / "requirements.lock").read_text().splitlines()]
+    lock = {canonicalize_name(pin[0]): pin[1] for pin in pins if len(pin) == 2 and not pin[0].startswith("#")}
     for requirement in REVIEW_EXTRA:
         name, version = canonicalize_name(requirement.name), str(requirement.specifier).removeprefix("==")
         if name in core:
@@ -99,6 +103,7 @@ def test_the_image_serves_behind_iap_on_cloud_runs_port_as_a_user():
 
 
 def test_help_lists_every_setting_as_a_flag():
-    output = subprocess.run([sys.executable, "-m", "review", "--help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    command = [sys.executable, "-m", "review", "--help"]
+    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert [name for name in Settings.model_fields if f"--{name}" not in output] == []
     assert "default: 127.0.0.1" in output, "binds the loopback address unless told otherwise"

@@ -75,7 +75,8 @@ def test_a_tampered_form_is_422(client):
     sign_in(client, "Ana")
     token = client.cookies["csrftoken"]
     for fields in ({"action": "approve", "sentiment": "very"}, {"action": "delete"}):
-        assert client.post("/drafts/1/decision", data={"csrftoken": token, "text": "Sorry", **fields}).status_code == 422
+        form = {"csrftoken": token, "text": "Sorry", **fields}
+        assert client.post("/drafts/1/decision", data=form).status_code == 422
     assert client.get("/api/drafts/1").json()["decision"] is None
 
 
@@ -103,4 +104,4 @@ def test_the_stats_page_shows_rates_with_intervals(client):
     sign_in(client, "Ana")
     client.post("/api/drafts/1/decision", json={"decision": "approve"})
     page = client.get("/stats").text
-    assert "100%" in page and "21–100%" in page, "1 of 1 accepted: Wilson's 95% interval is 20.7% to 100%"
+    assert "100%" in page and "21\N{EN DASH}100%" in page, "1 of 1 accepted: Wilson's 95% interval is 20.7% to 100%"

@@ -46,7 +46,8 @@ def _drafts(database_url: str) -> tuple[list[str], int]:
     engine = make_engine(database_url)
     try:
         with session_factory(engine)() as session:
-            return list(session.scalars(select(Draft.chat_id))), session.scalar(select(func.count()).select_from(UnreadableMessage))
+            unreadable = session.scalar(select(func.count()).select_from(UnreadableMessage))
+            return list(session.scalars(select(Draft.chat_id))), unreadable
     finally:
         engine.dispose()
 
@@ -91,14 +92,16 @@ def test_a_desk_killed_between_commit_and_ack_loses_and_doubles_nothing(stack, t
     first = _desk_process(stack, database_url, subscription, log)
     try:
         started = wait_for(lambda: _drafts(database_url)[0] and time.monotonic(), 60, interval=0.05, what="first draft")
-        stored_then = wait_for(lambda: len(_drafts(database_url)[0]) >= 100 and len(_drafts(database_url)[0]), 60, interval=0.05)
+        stored_then = wait_for(lambda: (count := len(_drafts(database_url)[0])) >= 100 and count, 60, interval=0.05)
         rate = stored_then / (time.monotonic() - started)
         first.send_signal(signal.SIGKILL)  # mid-stream: some messages committed, their acks not yet sent
         first.wait(10)
     finally:
         first.kill()
     killed_at = len(_drafts(database_url)[0])
-    _LOGGER.warning("ingest: about %.0f messages/s into SQLite; killed with %d of %d stored", rate, killed_at, len(chats))
+    _LOGGER.warning(
+        "ingest: about %.0f messages/s into SQLite; killed with %d of %d stored", rate, killed_at, len(chats)
+    )
     assert killed_at < len(chats), "killed mid-stream"
 
     second = _desk_process(stack, database_url, subscription, log)
@@ -143,13 +146,13 @@ def test_decisions_made_while_pubsub_and_bigquery_are_away_go_out_once_each(stac
         outage.start()
         time.sleep(1)
         for chat_id in chats[:4]:
-            assert client.post(f"/api/drafts/{chat_id}/decision", json={**decide[chat_id], "reviewer": "ana"}).status_code == 200
+            assert _decide(client, chat_id, decide[chat_id]) == 200
         outage.join()
         freeze = threading.Thread(target=stack.pubsub_freeze, args=(8,))
         freeze.start()
         time.sleep(0.5)
         for chat_id in chats[4:]:
-            assert client.post(f"/api/drafts/{chat_id}/decision", json={**decide[chat_id], "reviewer": "ana"}).status_code == 200
+            assert _decide(client, chat_id, decide[chat_id]) == 200
         freeze.join()
         wait_for(lambda: client.get("/api/stats").status_code == 200 and _backlog_empty(desk), 90, what="outbox empty")
 
@@ -159,11 +162,17 @@ def test_decisions_made_while_pubsub_and_bigquery_are_away_go_out_once_each(stac
     assert [(f.name, f.field_type, f.mode) for f in table.schema] == [
         (f["name"], f["type"], f["mode"]) for f in bigquery_schema(ReviewRow)["fields"]
     ], "the desk created the table from the row contract"
-    assert {row["chat_id"]: row["decision"] for row in rows} == {chat_id: body["decision"] for chat_id, body in decide.items()}
+    assert {row["chat_id"]: row["decision"] for row in rows} == {
+        chat_id: body["decision"] for chat_id, body in decide.items()
+    }
     replies = _replies(stack)
     approved = [chat_id for chat_id in chats if decide[chat_id]["decision"] != "reject"]
     assert Counter(message.attributes["chat_id"] for message in replies) == Counter(approved), "each reply once"
     assert {json.loads(m.data)["chat_id"] for m in replies} == set(approved)
+
+
+def _decide(client: TestClient, chat_id: str, body: dict) -> int:
+    return client.post(f"/api/drafts/{chat_id}/decision", json={**body, "reviewer": "ana"}).status_code
 
 
 def _backlog_empty(desk) -> bool:

@@ -18,6 +18,7 @@ def run_migrations(connection) -> None:
 if (connection := config.attributes.get("connection")) is not None:
     run_migrations(connection)
 else:
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
+    section = config.get_section(config.config_ini_section, {})
+    engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as connection:
         run_migrations(connection)

@@ -62,7 +62,8 @@ def decide_form(
     draft = _found(session, chat_id)
     form = {"text": text, "sentiment": sentiment, "reason": reason, "note": note}
     try:
-        decision = decisions.decide(session, chat_id, _form_request(action, text, sentiment, reason, note), reviewer, now)
+        request_body = _form_request(action, text, sentiment, reason, note)
+        decision = decisions.decide(session, chat_id, request_body, reviewer, now)
     except ValidationError as error:
         return _draft_page(request, draft, reviewer, now, 422, error=describe_validation_error(error), form=form)
     except (decisions.AlreadyDecided, decisions.ClaimedByOther) as conflict:

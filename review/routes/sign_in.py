@@ -29,7 +29,9 @@ def sign_in_page(request: Request, user: UserDep, next: str = "/"):
 
 
 @router.post("/sign-in")
-def sign_in(request: Request, name: Annotated[str, Form(max_length=200, pattern=r"\S")], next: Annotated[str, Form()] = "/"):
+def sign_in(
+    request: Request, name: Annotated[str, Form(max_length=200, pattern=r"\S")], next: Annotated[str, Form()] = "/"
+):
     _local_only(request)
     request.session["reviewer"] = name.strip()
     return RedirectResponse(_safe_next(next), status_code=303)
