@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "review" / "Dockerfile").read_text(encoding="utf-8")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 REVIEW_EXTRA = [Requirement(line) for line in PYPROJECT["project"]["optional-dependencies"]["review"]]
+# The image's lock and the development lock agree on every package they share (tests/test_dockerfile.py).
+LOCKS = ("requirements.lock", "requirements-dev.lock")
 HEAVY = ("apache_beam", "keras", "keras_hub", "jax", "tensorflow", "handlers")
 
 
@@ -74,20 +76,21 @@ def test_every_package_the_desk_imports_is_in_the_review_extra():
     assert {name: dists for name, dists in needed.items() if not dists & extra} == {}
 
 
-def test_the_review_extra_pins_as_the_core_dependencies_and_the_lock_do():
+def test_the_review_extra_pins_as_the_core_dependencies_and_the_locks_do():
     assert all(str(requirement.specifier).startswith("==") for requirement in REVIEW_EXTRA), "every desk package pinned"
     core = {
         canonicalize_name(Requirement(line).name): Requirement(line).specifier
         for line in PYPROJECT["project"]["dependencies"]
     }
-    pins = [line.split(" ")[0].split("==") for line in (ROOT / "requirements.lock").read_text().splitlines()]
+    lines = [line for name in LOCKS for line in (ROOT / name).read_text().splitlines()]
+    pins = [line.split(" ")[0].split("==") for line in lines]
     lock = {canonicalize_name(pin[0]): pin[1] for pin in pins if len(pin) == 2 and not pin[0].startswith("#")}
     for requirement in REVIEW_EXTRA:
         name, version = canonicalize_name(requirement.name), str(requirement.specifier).removeprefix("==")
         if name in core:
             assert str(core[name]) == f"=={version}", name
         if name in lock:
-            assert lock[name] == version, f"{name}: {version} here, {lock[name]} in requirements.lock"
+            assert lock[name] == version, f"{name}: {version} here, {lock[name]} in the locks"
 
 
 def test_the_image_installs_the_review_extra_and_checks_it():
