@@ -1,6 +1,7 @@
 """`make demo`: the streaming job on the local stack, fed the sample chats, with a short report at the end.
 
     python -m local.demo [--model PRESET] [--samples samples/chats.jsonl] [--timeout 1800]
+                         [--review_database_url sqlite:///out/review-desk.sqlite3]
 
 Starts the Pub/Sub emulator and bqemulator, creates the topics, subscriptions and dataset, runs `pipeline.run` on
 BundleBasedDirectRunner in this process, publishes the samples, waits until each one is a BigQuery row, a review
