@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,6 @@ from review.ingest import Ingest
 from review.outbox import Outbox
 from review.routes import drafts, queue, sign_in, stats
 
-_LOGGER = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 

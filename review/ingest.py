@@ -8,6 +8,7 @@ that it is neither lost nor redelivered forever.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -88,12 +89,20 @@ class Ingest:
         self._future = self._subscriber.subscribe(
             self._subscription, callback=self.receive, flow_control=flow_control, await_callbacks_on_shutdown=True,
         )
+        self._future.add_done_callback(self._ended)
         _LOGGER.info("pulling drafts from %s", self._subscription)
+
+    def _ended(self, future) -> None:
+        # The client retries what can be retried; a pull that ends by itself (no such subscription, no permission)
+        # stops ingest, and a person must hear of it.
+        if not future.cancelled() and (error := future.exception()) is not None:
+            _LOGGER.error("ingest stopped: pulling %s failed: %s", self._subscription, error)
 
     def stop(self) -> None:
         """Stops pulling and waits for the callbacks running now; what they did not ack is redelivered later."""
         if self._future is None:
             return
         self._future.cancel()
-        self._future.result(timeout=30)
+        # Not result(): a pull that failed has said so in _ended already, and must not stop the shutdown.
+        concurrent.futures.wait([self._future], timeout=30)
         self._future = None

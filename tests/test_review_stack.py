@@ -68,6 +68,15 @@ def test_duplicates_give_one_draft_and_an_unreadable_message_is_kept(stack, tmp_
         assert session.get(Draft, "a").draft_reply.startswith("We are sorry"), "the first stored stays"
 
 
+def test_a_pull_that_cannot_start_is_reported_and_the_desk_still_stops(stack, tmp_path, caplog):
+    missing = stack.resources.subscription("no-such-subscription")
+    desk = desk_on(f"sqlite:///{tmp_path / 'desk.sqlite3'}", subscription=missing, subscriber=stack.subscriber)
+    with caplog.at_level(logging.ERROR, logger="review.ingest"), TestClient(create_app(desk)) as client:
+        wait_for(lambda: "ingest stopped" in caplog.text, 30, what="the failed pull reported")
+        assert client.get("/api/queue").status_code == 200, "the pages and the API go on"
+    assert f"pulling {missing} failed: 404" in caplog.text
+
+
 def _desk_process(stack: LocalStack, database_url: str, subscription: str, log: Path) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "review", f"--database_url={database_url}", f"--subscription={subscription}",
