@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from local.stack import Service, StackError, free_port, start_service
+from local.stack import StackError, free_port, start_service
 
 INSTALL_HINT = (
     "PostgreSQL's server is missing. On Debian/Ubuntu: `sudo apt-get install postgresql`; or point "
@@ -56,13 +56,8 @@ def _as_owner(command: list[str]) -> list[str]:
 class PostgresServer:
     """A running server with trust authentication for local connections; make one with `PostgresServer.start()`."""
 
-    def __init__(self, port: int, service: Service):
+    def __init__(self, port: int):
         self.port = port
-        self._service = service
-
-    @property
-    def url(self) -> str:
-        return self.database_url("postgres")
 
     def database_url(self, name: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
@@ -99,7 +94,7 @@ class PostgresServer:
                 ready=lambda: _accepts_connections(port), stop_signal=signal.SIGINT,
             )
             try:
-                yield cls(port, service)
+                yield cls(port)
             finally:
                 service.stop()
         except subprocess.CalledProcessError as error:

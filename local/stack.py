@@ -243,13 +243,6 @@ class Resources:
     def bigquery_table(self) -> str:
         return f"{self.project}:{self.dataset}.{self.table}"
 
-    def review_flags(self) -> list[str]:
-        """The flags of `python -m review` that name these resources."""
-        return [
-            f"--subscription={self.review_desk_subscription}", f"--replies_topic={self.replies_topic}",
-            f"--bigquery_table={self.reviews_table_name}",
-        ]
-
     def pipeline_flags(self) -> list[str]:
         """The flags of `python -m pipeline.run` that name these resources."""
         return [
