@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
@@ -45,6 +46,17 @@ class Clock:
         self.now += timedelta(**delta)
 
 
+class RunningClock:
+    """Real seconds, counted from a fixed start: pages show the same dates and waits on every run."""
+
+    def __init__(self, start: datetime):
+        self._start = start
+        self._started = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._started)
+
+
 def desk_on(database_url: str, clock: Clock | None = None, **settings) -> Desk:
     """A desk on `database_url` (migrated), without Pub/Sub or BigQuery unless `settings` and clients say so; on
     `clock` if given, else on the real one (which a desk that talks to the emulators needs: Pub/Sub's and
@@ -77,8 +89,6 @@ def publish_reviews(stack, messages: list[bytes]) -> None:
 
 def wait_for(condition, timeout: float, interval: float = 0.2, what: str = "condition"):
     """Polls `condition()` until it returns something true, and returns that; fails the test after `timeout`."""
-    import time
-
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"

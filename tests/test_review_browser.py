@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import uvicorn
 
 from local.stack import LocalStack, free_port
 from review.app import create_app
-from tests.review_support import desk_on, publish_reviews, review_message, wait_for
+from tests.review_support import T0, RunningClock, desk_on, publish_reviews, review_message, wait_for
 
 _LOGGER = logging.getLogger(__name__)
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
@@ -68,8 +69,9 @@ def desk(tmp_path_factory):
     with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as stack:
         stack.create_resources()
         names = stack.resources
+        # On a clock that starts 18 minutes after the first draft was made: the screenshots come out the same.
         desk = desk_on(
-            f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}",
+            f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}", RunningClock(T0 + timedelta(minutes=18)),
             subscription=names.review_desk_subscription,
             replies_topic=names.replies_topic, bigquery_table=names.reviews_table_name, subscriber=stack.subscriber,
             publisher=stack.publisher, bigquery=stack.bigquery,
