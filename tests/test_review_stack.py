@@ -93,7 +93,7 @@ def test_a_desk_killed_between_commit_and_ack_loses_and_doubles_nothing(stack, t
     subscription = stack.resources.subscription("review-desk-crash")
     stack.subscriber.create_subscription(name=subscription, topic=stack.resources.review_topic, ack_deadline_seconds=10)
     database_url = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
-    chats = [f"c{n:03d}" for n in range(400)]
+    chats = [f"c{n:03d}" for n in range(200)]
     publish_reviews(stack, [review_message(chat_id) for chat_id in chats])
     upgrade(make_engine(database_url))  # so that the polls below can count before the desk is up
 
@@ -101,10 +101,16 @@ def test_a_desk_killed_between_commit_and_ack_loses_and_doubles_nothing(stack, t
     first = _desk_process(stack, database_url, subscription, log)
     try:
         started = wait_for(lambda: _drafts(database_url)[0] and time.monotonic(), 60, interval=0.05, what="first draft")
-        stored_then = wait_for(lambda: (count := len(_drafts(database_url)[0])) >= 100 and count, 60, interval=0.05)
+        stored_then = wait_for(lambda: (count := len(_drafts(database_url)[0])) >= 50 and count, 60, interval=0.05)
         rate = stored_then / (time.monotonic() - started)
-        first.send_signal(signal.SIGKILL)  # mid-stream: some messages committed, their acks not yet sent
+        # Pub/Sub frozen: what the desk commits from now on cannot be acknowledged before it is killed.
+        freeze = threading.Thread(target=stack.pubsub_freeze, args=(4,))
+        freeze.start()
+        frozen_at = len(_drafts(database_url)[0])
+        wait_for(lambda: len(_drafts(database_url)[0]) > frozen_at, 3, interval=0.02, what="a commit, unacknowledged")
+        first.send_signal(signal.SIGKILL)
         first.wait(10)
+        freeze.join()
     finally:
         first.kill()
     killed_at = len(_drafts(database_url)[0])
@@ -116,7 +122,7 @@ def test_a_desk_killed_between_commit_and_ack_loses_and_doubles_nothing(stack, t
     second = _desk_process(stack, database_url, subscription, log)
     try:
         wait_for(lambda: len(_drafts(database_url)[0]) == len(chats), 90, what="every chat stored after the restart")
-        # The messages the first desk committed but had not acknowledged come back after the ack deadline.
+        # The messages the first desk committed but could not acknowledge come back after the ack deadline.
         wait_for(lambda: "is already in the desk" in log.read_text(), 30, what="a redelivered, already stored message")
     finally:
         second.send_signal(signal.SIGTERM)
@@ -151,13 +157,13 @@ def test_decisions_made_while_pubsub_and_bigquery_are_away_go_out_once_each(stac
         publish_reviews(stack, [review_message(chat_id) for chat_id in chats])
         wait_for(lambda: len(client.get("/api/queue").json()) == len(chats), 30, what="drafts ingested")
 
-        outage = threading.Thread(target=stack.bigquery_outage, args=(8,))
+        outage = threading.Thread(target=stack.bigquery_outage, args=(5,))
         outage.start()
         time.sleep(1)
         for chat_id in chats[:4]:
             assert _decide(client, chat_id, decide[chat_id]) == 200
         outage.join()
-        freeze = threading.Thread(target=stack.pubsub_freeze, args=(8,))
+        freeze = threading.Thread(target=stack.pubsub_freeze, args=(5,))
         freeze.start()
         time.sleep(0.5)
         for chat_id in chats[4:]:
