@@ -63,7 +63,8 @@ def export(sessions, output: Path, pairs_output: Path) -> tuple[int, int]:
         for draft, decision in session.execute(select(Draft, Decision).join(Decision).order_by(Decision.decided_at)):
             if (sentiment := label(draft, decision)) is not None:
                 example = LabeledExample(id=draft.chat_id, text=draft.chat_message, label=sentiment)
-                rows.write(example.model_dump_json() + "\n")
+                # Only the three fields: the contract's optional references stay for data sets that have them.
+                rows.write(example.model_dump_json(include={"id", "text", "label"}) + "\n")
                 labeled += 1
             if decision.final_text is not None:
                 pair = ReplyPair(
