@@ -1,9 +1,9 @@
 # One image for both roles on Dataflow: the Flex Template launcher (it builds the job's graph) and the
 # workers' SDK container (it runs Gemma on the GPU). It cannot be built on the development machines (no
-# Docker engine there): `make template-build` builds it with Cloud Build; tests/test_flex_template.py checks
-# what can be checked offline (versions, the lock filter, paths).
+# Docker engine there): `make template-build` builds it with Cloud Build; tests/test_dockerfile.py checks
+# what can be checked offline (versions, the locks, paths).
 
-# The Beam version of pyproject.toml and requirements.lock (a test keeps the three equal): the workers'
+# The Beam version of pyproject.toml and both locks (a test keeps them all equal): the workers'
 # boot program must come from the SDK that the job was built with.
 ARG BEAM_VERSION=2.77.0
 # The launcher image is rebuilt by Google; pin a dated tag here for fully repeatable builds.
@@ -39,18 +39,20 @@ COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt
 
 WORKDIR /template
 
-# The pinned tree first (a layer that changes rarely), without what only development needs (the local
-# Gemma 3 270M and its converter, the local stack, the test tools): `make lock` writes those last, below its
-# development marker, and a test checks that the part above it is exactly what the job needs.
+# The pinned tree first (a layer that changes rarely). requirements.lock holds exactly what the job needs,
+# with JAX's CUDA 12 wheels (the gpu extra, at the job's JAX version) resolved together with it by
+# `make lock`, and nothing that only development needs (the local model, the local stack, the test and lint
+# tools: requirements-dev.lock). A current pip first: older ones reject, in hash-checking mode, a locked
+# dependency asked for with extras (google-auth[pyopenssl]). Each line of the lock carries its hashes: pip
+# installs nothing that is not locked and checks every file it downloads.
 COPY requirements.lock .
-# JAX's CUDA 12 wheels at the lock's JAX version, resolved together with the lock so no pin moves.
-RUN sed '/^# development only/,$d' requirements.lock > /tmp/requirements.txt \
-    && pip install --no-cache-dir --upgrade pip \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-        "jax[cuda12]==$(sed -n 's/^jax==//p' requirements.lock)"
+RUN pip install --no-cache-dir --upgrade pip \
+    && pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # The project itself, installed (not staged with FLEX_TEMPLATE_PYTHON_SETUP_FILE or a requirements file):
 # this image is also the workers' container (sdk_container_image), so there is nothing to stage at launch.
+# --no-deps: its dependencies are the lock's, installed above; pip check then proves that the lock holds
+# all of them at versions the project accepts.
 COPY pyproject.toml setup.py README.md ./
 COPY pipeline pipeline
 COPY handlers handlers

@@ -4,15 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model tune test demo batch replay bench lock clean
+.PHONY: help install model tune test lint browser demo review batch replay bench lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml requirements.lock
+# A current pip first (pip 23's hash-checking mode rejects a locked dependency asked for with extras, such as
+# google-auth[pyopenssl]), then the development lock, hash-checked (it pins pip too), then the project without
+# dependencies: the lock holds them all, and pip check proves it.
+$(INSTALLED): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
 	touch $@
@@ -32,11 +35,26 @@ tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support c
 	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
 		--output "$(TUNED)" $(TUNE_FLAGS)
 
-test: $(INSTALLED) ## Run the whole test suite (what CI runs)
+test: lint browser ## Lint, then run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
+lint: $(INSTALLED) ## Check the code with ruff (configured in pyproject.toml)
+	$(BIN)/ruff check .
+
+browser: ## Install Debian's chromium for the review desk's browser tests (as root, when missing)
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium > /dev/null; } \
+		|| echo "chromium could not be installed: the review desk's browser tests will be skipped"
+
+# The review desk's database: make demo leaves its drafts there, make review serves them.
+REVIEW_DB ?= sqlite:///out/review-desk.sqlite3
+REVIEW_PORT ?= 8000
+
 demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the tuned local Gemma 3 270M)
-	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)")
+	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)") --review_database_url "$(REVIEW_DB)"
+
+review: $(INSTALLED) ## The review desk on http://127.0.0.1:REVIEW_PORT with the local stack: decide make demo's drafts
+	$(BIN)/python -m local.review --database_url "$(REVIEW_DB)" --port $(REVIEW_PORT)
 
 batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the tuned local Gemma 3 270M)
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
@@ -52,13 +70,25 @@ bench: $(INSTALLED) ## Benchmark (quick, under 5 min): pipeline vs bare model vs
 	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
 	uptime; $(BIN)/python -m benchmarks.throughput --quick --model "$$model"; uptime
 
-lock: ## Re-pin requirements.lock from pyproject.toml in a scratch environment
-	rm -rf /tmp/chat-triage-lock && $(PYTHON) -m venv /tmp/chat-triage-lock
-	/tmp/chat-triage-lock/bin/pip install --quiet --upgrade pip
-	/tmp/chat-triage-lock/bin/pip install --quiet -e '.[local-model,local-stack,test]'
-	/tmp/chat-triage-lock/bin/pip freeze --exclude-editable | grep -v chat-triage \
-		| /tmp/chat-triage-lock/bin/python scripts/lock.py pyproject.toml > requirements.lock.new
-	mv requirements.lock.new requirements.lock
+# pip-compile (pip-tools, at the dev extra's pin) in a scratch environment, so that `make lock` works when
+# .venv cannot be installed from the old locks. Each lock starts from its current pins and moves only what
+# pyproject.toml forces (make lock UPGRADE=1: everything to the newest release that fits). The development
+# lock takes the image lock's pins as constraints, so the two agree on every package they share.
+LOCK_VENV := /tmp/chat-triage-lock
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+# Every extra but gpu (JAX's CUDA wheels, for the image only) goes into the development lock.
+DEV_EXTRAS = $(shell $(PYTHON) -c 'import tomllib; \
+	extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+	print(*(f"--extra {name}" for name in extras if name != "gpu"))')
+
+lock: ## Re-pin requirements.lock (image: the job, gpu) and requirements-dev.lock (every other extra), with hashes
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet $$(grep -o '"pip-tools==[^"]*"' pyproject.toml | tr -d '"')
+	$(PIP_COMPILE) --extra gpu --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) $(DEV_EXTRAS) --constraint requirements.lock --output-file requirements-dev.lock \
+		pyproject.toml
 
 clean: ## Remove .venv and outputs
 	rm -rf $(VENV) out

@@ -19,7 +19,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
-
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch import Job
@@ -81,7 +80,10 @@ def run(argv: list[str] | None = None) -> dict:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, chats, Triage(handler, prompt), os.path.join(scratch, "p"))
         pipeline.run().wait_until_finish()
-        rows = [json.loads(line) for path in glob.glob(os.path.join(scratch, "p*")) for line in open(path)]
+        rows = []
+        for path in glob.glob(os.path.join(scratch, "p*")):
+            with open(path) as lines:
+                rows += [json.loads(line) for line in lines]
     report = {
         **flip_rates(chats, {row["id"]: row["sentiment"] for row in rows}),
         "model_id": handler.model_id, "prompt_version": prompt.version,

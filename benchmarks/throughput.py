@@ -30,15 +30,13 @@ import glob
 import itertools
 import json
 import logging
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("pipeline", "floor", "blueprint", "recompiles")
@@ -90,7 +88,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process (VmHWM) and of its finished children, in MiB."""
     own = next(
-        (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+        (
+            int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        ),
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     )
     return round(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
@@ -173,7 +174,8 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
     ])
     pipeline = beam.Pipeline(options=options)
     batch.build_pipeline(
-        pipeline, str(workdir / "chats.jsonl"), str(workdir / "out"), TriageChats.from_options(options.view_as(TriageOptions))
+        pipeline, str(workdir / "chats.jsonl"), str(workdir / "out"),
+        TriageChats.from_options(options.view_as(TriageOptions)),
     )
     with CompileCounter() as compiles:
         started = time.monotonic()
@@ -195,9 +197,10 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
             "load_s": round(load.sum / 1000, 1) if load else 0.0,
         }
     load_s = sum(m["load_s"] for m in metrics.values())
-    outputs = {
-        Path(path).name.split("-")[0]: sum(1 for _ in open(path)) for path in glob.glob(str(workdir / "out" / "*"))
-    }
+    outputs = {}
+    for path in glob.glob(str(workdir / "out" / "*")):
+        with open(path) as lines:
+            outputs[Path(path).name.split("-")[0]] = sum(1 for _ in lines)
     return {
         "wall_s": round(wall, 1), "load_s": load_s, "compile_s": round(compiles.seconds, 1),
         "compiles": compiles.count, "seconds": round(wall - load_s - compiles.seconds, 1),
@@ -310,9 +313,10 @@ def phase_recompiles(arguments, workdir: Path) -> dict:
 
 
 def _utc(value) -> datetime:
-    """A `processed_at` as BigQuery (datetime) or a review message (ISO 8601 text) gives it, as an aware UTC datetime."""
+    """A `processed_at` as BigQuery (datetime) or a review message (ISO 8601 text) gives it, as an aware UTC
+    datetime."""
     stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -402,7 +406,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
             warmup_s = time.monotonic() - started
             warm_count, warm_seconds = compiles.snapshot()
             warm_functions = collections.Counter(compiles.by_function)
-            published_at = datetime.now(timezone.utc)
+            published_at = datetime.now(UTC)
             before = time.monotonic()
             stack.publish(chats)
             publish_call_s = time.monotonic() - before

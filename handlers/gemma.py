@@ -44,8 +44,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         warm_up_prompt: the shortest prompt this handler will be sent (its template around a one-word chat).
             With it, the model runs every shape a stream can meet before the first batch is answered: each
             padded batch size at each length bucket a prompt at least this long can land in, for `generate()`
-            and, with `choice`, for the scoring pass (`KerasHubGenerator.warm_up`). It costs load time (minutes on a CPU:
-            benchmarks/README.md), and no batch compiles after it.
+            and, with `choice`, for the scoring pass (`KerasHubGenerator.warm_up`). It costs load time (minutes on a
+            CPU: benchmarks/README.md), and no batch compiles after it.
 
     Batches are padded to one of `batch_sizes(max_batch_size)` rows, so the model compiles a few shapes only.
 
@@ -224,7 +224,9 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
     def _prior_of(self, model: KerasHubGenerator) -> np.ndarray:
         """`Choice.prior`, computed once per worker."""
         if self._prior is None:
-            self._prior = self._choice.prior(model, smallest_at_least(self._padded_sizes, len(self._choice.baseline_prompts)))
+            self._prior = self._choice.prior(
+                model, smallest_at_least(self._padded_sizes, len(self._choice.baseline_prompts))
+            )
         return self._prior
 
     def get_metrics_namespace(self) -> str:

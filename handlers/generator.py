@@ -220,7 +220,9 @@ class KerasHubGenerator:
 
         # Stateless, so the weights are arguments of the compiled function rather than constants baked into it.
         def forward(trainable, non_trainable, token_matrix, padding_mask, last, token_ids):
-            state = [*zip(backbone.trainable_variables, trainable), *zip(backbone.non_trainable_variables, non_trainable)]
+            state = [
+                *zip(backbone.trainable_variables, trainable), *zip(backbone.non_trainable_variables, non_trainable)
+            ]
             with keras.StatelessScope(state_mapping=state):
                 hidden = backbone({"token_ids": token_matrix, "padding_mask": padding_mask})
                 at_last = hidden[jax.numpy.arange(hidden.shape[0]), last]

@@ -1,10 +1,12 @@
 """`make demo`: the streaming job on the local stack, fed the sample chats, with a short report at the end.
 
     python -m local.demo [--model PRESET] [--samples samples/chats.jsonl] [--timeout 1800]
+                         [--review_database_url sqlite:///out/review-desk.sqlite3]
 
 Starts the Pub/Sub emulator and bqemulator, creates the topics, subscriptions and dataset, runs `pipeline.run` on
 BundleBasedDirectRunner in this process, publishes the samples, waits until each one is a BigQuery row, a review
 message or a dead letter, prints the report, then cancels the job and stops both services (also on Ctrl-C).
+The review desk's ingest runs beside the job, so the drafts end in the desk's database for `make review`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from sqlalchemy import select
+
 from local.job import StreamingJob, Tally
 from local.stack import LocalStack, StackError
 from pipeline.logs import drop_known_false_alarms
 from pipeline.models import default_model
+from review.config import DEFAULT_DATABASE_URL
+from review.db import make_engine, session_factory, upgrade
+from review.ingest import Ingest
+from review.models import Draft
 
 _LOGGER = logging.getLogger("local.demo")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "chats.jsonl"
@@ -40,7 +48,10 @@ class _Clock(logging.Formatter):
 
 def _short(record: dict, width: int = 110) -> str:
     """A record as one JSON line, long values cut."""
-    cut = {key: (f"{value[:width]}…" if isinstance(value, str) and len(value) > width else value) for key, value in record.items()}
+    cut = {
+        key: (f"{value[:width]}…" if isinstance(value, str) and len(value) > width else value)
+        for key, value in record.items()
+    }
     return json.dumps(cut, ensure_ascii=False, default=str)
 
 
@@ -54,7 +65,9 @@ class _Progress:
     def __call__(self, tally: Tally) -> None:
         summary = tally.summary()
         if summary != self._last or time.monotonic() - self._last_time > HEARTBEAT_SECS:
-            waiting = "" if summary != self._last else " (still working: model load and each batch take a while on a CPU)"
+            waiting = (
+                "" if summary != self._last else " (still working: model load and each batch take a while on a CPU)"
+            )
             _LOGGER.info("%s%s", summary, waiting)
             self._last, self._last_time = summary, time.monotonic()
 
@@ -68,10 +81,13 @@ def report(tally: Tally) -> None:
     _LOGGER.info("  drafts for review (sentiment -1): %d", len(tally.reviews))
     _LOGGER.info("  dead letters: %d %s", len(tally.dead_letters), dict(stages))
     duplicates = tally.accounted - tally.expected
-    _LOGGER.info("  missing: %s; written twice or unexpected: %s", dict(tally.missing) or "none", dict(duplicates) or "none")
+    _LOGGER.info(
+        "  missing: %s; written twice or unexpected: %s", dict(tally.missing) or "none", dict(duplicates) or "none"
+    )
     examples = [("row", _short(row)) for row in tally.rows[:2]] or [("row", "none")]
     examples += [
-        ("draft", _short({key: review[key] for key in ("chat_id", "summary", "draft_reply")})) for review in tally.reviews[:1]
+        ("draft", _short({key: review[key] for key in ("chat_id", "summary", "draft_reply")}))
+        for review in tally.reviews[:1]
     ] or [("draft", "none (no chat was triaged as negative)")]
     examples += [
         ("dead letter", _short(letter.model_dump(include={"chat_id", "stage", "reason", "payload"})))
@@ -83,9 +99,14 @@ def report(tally: Tally) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="KerasHub preset (default: the shipped sentiment LoRA on the local Gemma 3 270M)")
+    parser.add_argument(
+        "--model", help="KerasHub preset (default: the shipped sentiment LoRA on the local Gemma 3 270M)"
+    )
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="JSON Lines file of chats to publish")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every message")
+    parser.add_argument(
+        "--review_database_url", default=DEFAULT_DATABASE_URL, help="the review desk's database, where the drafts go"
+    )
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stdout)
@@ -107,10 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             stack.create_resources()
             names = stack.resources
             _LOGGER.info(
-                "created topics chats, review, dead-letter; subscriptions chats-triage (job input), review-agents, "
-                "dead-letter-replay; dataset %s (project %s)", names.dataset, names.project,
+                "created topics chats, review, dead-letter, replies; subscriptions chats-triage (job input), "
+                "review-agents, review-desk (the review desk), replies-sender, dead-letter-replay; dataset %s "
+                "(project %s)", names.dataset, names.project,
             )
-            return _run(stack, args.model, payloads, args.timeout)
+            engine = make_engine(args.review_database_url)
+            upgrade(engine)
+            drafts = session_factory(engine)
+            ingest = Ingest(stack.subscriber, names.review_desk_subscription, drafts)
+            ingest.start()
+            try:
+                return _run(stack, args.model, payloads, args.timeout, drafts, args.review_database_url)
+            finally:
+                ingest.stop()
     except StackError as error:
         _LOGGER.error("the local stack did not start: %s", error)
         return 2
@@ -121,22 +151,42 @@ def main(argv: list[str] | None = None) -> int:
         _LOGGER.info("emulators stopped")
 
 
-def _run(stack: LocalStack, model: str, payloads: list[bytes], timeout: float) -> int:
+def _await_desk(sessions, chat_ids: set[str], timeout: float = 30.0) -> set[str]:
+    """Waits until the desk's ingest has stored every draft in `chat_ids`; returns those it stored."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sessions() as session:
+            stored = set(session.scalars(select(Draft.chat_id).where(Draft.chat_id.in_(chat_ids))))
+        if stored == chat_ids or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.5)
+
+
+def _run(stack: LocalStack, model: str, payloads: list[bytes], timeout: float, review_sessions, review_url: str) -> int:
     _LOGGER.info("starting the streaming job (BundleBasedDirectRunner) with %s", model)
     # No warm-up at load: on a laptop's CPU, compiling every shape a stream could meet first takes minutes; the demo
     # compiles the few its 37 chats meet as they come.
     job = StreamingJob(stack, model, "--share_model_across_processes=false", "--warm_up=false")
     try:
         stack.publish(payloads)
-        _LOGGER.info("published %d messages to %s; the model loads with the first bundle", len(payloads), stack.resources.input_topic)
+        _LOGGER.info(
+            "published %d messages to %s; the model loads with the first bundle",
+            len(payloads), stack.resources.input_topic,
+        )
         tally = Tally(stack, payloads)
         complete = tally.wait(job, timeout, progress=_Progress())
         time.sleep(2)  # anything written twice would show up now
         tally.poll()
         report(tally)
+        drafts = {review["chat_id"] for review in tally.reviews}
+        stored = _await_desk(review_sessions, drafts)
+        _LOGGER.info(
+            "review desk: %d of %d drafts stored in its database (%s). To decide them in a browser: `make review`, "
+            "then open http://127.0.0.1:8000", len(stored), len(drafts), review_url,
+        )
         if not complete:
             _LOGGER.error("not every message was accounted for within %.0f s", timeout)
-        return 0 if complete and tally.accounted == tally.expected else 1
+        return 0 if complete and tally.accounted == tally.expected and stored == drafts else 1
     finally:
         _LOGGER.info("cancelling the job …")
         _LOGGER.info("job cancelled in %.1f s", job.cancel())

@@ -31,7 +31,7 @@ class StreamingJob:
     def _watch(self) -> None:
         try:
             self.result.wait_until_finish()
-        except BaseException as error:  # noqa: BLE001 - kept and re-raised by whoever waits on the job
+        except BaseException as error:
             self.error = error
 
     def cancel(self, timeout: float = 120.0) -> float:

@@ -53,7 +53,9 @@ def free_port() -> int:
 
 def pubsub_emulator_command() -> list[str]:
     """The emulator's start script: CHAT_TRIAGE_PUBSUB_EMULATOR, the Debian package's, or one on PATH."""
-    candidates = [os.environ.get("CHAT_TRIAGE_PUBSUB_EMULATOR"), str(PUBSUB_EMULATOR), shutil.which("cloud-pubsub-emulator")]
+    candidates = [
+        os.environ.get("CHAT_TRIAGE_PUBSUB_EMULATOR"), str(PUBSUB_EMULATOR), shutil.which("cloud-pubsub-emulator")
+    ]
     script = next((path for path in candidates if path and Path(path).is_file()), None)
     if script is None:
         raise StackError(INSTALL_HINT)
@@ -69,6 +71,8 @@ class Service:
     name: str
     process: subprocess.Popen
     log: Path
+    # PostgreSQL takes SIGTERM as "wait for every client to leave"; it stops at once on SIGINT.
+    stop_signal: int = signal.SIGTERM
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -78,10 +82,10 @@ class Service:
         os.killpg(self.process.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the process group it leads, then SIGKILL if it has not gone after `timeout`."""
+        """Its stop signal to the process group it leads, then SIGKILL if it has not gone after `timeout`."""
         if self.process.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((self.stop_signal, timeout), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
             try:
@@ -93,7 +97,7 @@ class Service:
 
 def start_service(
     name: str, command: list[str], log: Path, ready: Callable[[], bool], env: dict[str, str] | None = None,
-    timeout: float = READY_TIMEOUT_SECS,
+    timeout: float = READY_TIMEOUT_SECS, stop_signal: int = signal.SIGTERM,
 ) -> Service:
     """Starts `command` in a new process group and waits until `ready()` is true; stops it again on failure."""
     with log.open("wb") as out:
@@ -101,7 +105,7 @@ def start_service(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
-    service = Service(name, process, log)
+    service = Service(name, process, log, stop_signal)
     deadline = time.monotonic() + timeout
     try:
         while not ready():
@@ -177,6 +181,7 @@ class Resources:
     project: str = "chat-triage-local"
     dataset: str = "support"
     table: str = "triage"
+    reviews_table: str = "reviews"
 
     def topic(self, name: str) -> str:
         return f"projects/{self.project}/topics/{name}"
@@ -199,6 +204,24 @@ class Resources:
     @property
     def review_subscription(self) -> str:
         return self.subscription("review-agents")
+
+    @property
+    def review_desk_subscription(self) -> str:
+        """The review desk's own subscription on the review topic (the demo's tally reads review-agents)."""
+        return self.subscription("review-desk")
+
+    @property
+    def replies_topic(self) -> str:
+        return self.topic("replies")
+
+    @property
+    def replies_subscription(self) -> str:
+        """Stands in for whatever sends approved replies to customers (Pub/Sub keeps no message without one)."""
+        return self.subscription("replies-sender")
+
+    @property
+    def reviews_table_name(self) -> str:
+        return f"{self.project}:{self.dataset}.{self.reviews_table}"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -303,7 +326,7 @@ class LocalStack:
 
     def create_resources(self) -> None:
         """The topics, the input subscription, a subscription on each output topic (the replay job's parked topic
-        too), and the dataset.
+        too; the review topic has a second one, the review desk's), the replies topic with one, and the dataset.
 
         The table is not created here: the job creates it from the contracts (CREATE_IF_NEEDED).
         """
@@ -315,6 +338,11 @@ class LocalStack:
             (names.parked_topic, names.parked_subscription),
         ):
             self.publisher.create_topic(name=topic)
+            self.subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60)
+        self.publisher.create_topic(name=names.replies_topic)
+        for topic, subscription in (
+            (names.review_topic, names.review_desk_subscription), (names.replies_topic, names.replies_subscription),
+        ):
             self.subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60)
         self.bigquery.create_dataset(names.dataset, exists_ok=True)
 
@@ -356,13 +384,14 @@ class LocalStack:
             return []
         return list(response.received_messages)
 
-    def rows(self) -> list[dict]:
-        """Every row of the job's table; none while the job has not created it yet."""
+    def rows(self, table: str | None = None) -> list[dict]:
+        """Every row of the job's table (or of `table` in the dataset); none while it has not been created yet."""
         from google.api_core.exceptions import NotFound
 
         names = self.resources
         try:
-            result = self.bigquery.query(f"SELECT * FROM `{names.project}.{names.dataset}.{names.table}`").result()
+            query = f"SELECT * FROM `{names.project}.{names.dataset}.{table or names.table}`"
+            result = self.bigquery.query(query).result()
         except NotFound:
             return []
         return [dict(row) for row in result]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
@@ -27,7 +27,7 @@ Sentiment = Annotated[StrictInt, Field(ge=-1, le=1)]
 
 def utc_now() -> datetime:
     """The current time, timezone-aware, as every record stamps it."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -117,6 +117,66 @@ class ReviewMessage(Record):
     processed_at: datetime
 
 
+class ReviewDecision(str, enum.Enum):
+    """What an agent did with a draft."""
+
+    APPROVE = "approve"  # sent as the model drafted it
+    EDIT = "edit"  # edited by the agent, then sent
+    REJECT = "reject"  # not sent
+
+
+class RejectReason(str, enum.Enum):
+    """Why an agent rejected a draft: a short list, so that rejections can be counted per reason."""
+
+    WRONG_SENTIMENT = "wrong_sentiment"
+    DRAFT_UNUSABLE = "draft_unusable"
+    NOT_A_COMPLAINT = "not_a_complaint"
+    OTHER = "other"  # with a note
+
+
+class ReviewRow(Record):
+    """An agent's decision on a draft, as the review desk stores it in BigQuery (one row per chat)."""
+
+    chat_id: str
+    user_id: str
+    decision: ReviewDecision
+    draft_text: str
+    final_text: str | None = Field(description="The reply sent (the draft or the agent's edit); none when rejected.")
+    reason: RejectReason | None
+    note: str | None
+    corrected_sentiment: Sentiment | None = Field(description="The sentiment the agent gave, when it was corrected.")
+    reviewer: str
+    decided_at: datetime
+    seconds_waited: float = Field(description="From the draft's making (processed_at) to the decision.")
+    model_id: str
+    triage_prompt_version: str
+    apology_prompt_version: str
+    edit_distance: int | None = Field(description="Levenshtein distance from draft to final text, in characters.")
+    normalized_edit_distance: float | None = Field(description="edit_distance over the longer text's length, 0 to 1.")
+
+
+class ApprovedReply(Record):
+    """A reply an agent approved, on the replies topic, for whatever sends it to the customer."""
+
+    chat_id: str
+    user_id: str
+    text: str
+    edited: bool
+    reviewer: str
+    decided_at: datetime
+
+
+class ReplyPair(Record):
+    """A chat and the reply an agent approved for it, exported for tuning the apology step."""
+
+    id: str
+    chat: str
+    reply: str
+    edited: bool
+    model_id: str
+    apology_prompt_version: str
+
+
 class Stage(str, enum.Enum):
     """Where in the pipeline a record failed."""
 
@@ -202,19 +262,82 @@ class DeadLetter(Record):
 
 
 class LabeledExample(Record):
-    """One line of labeled data (`shared/data/*.jsonl`): a text and the sentiment a person gave it."""
+    """One line of labeled data (`shared/data/*.jsonl`, `data/support_chats/*.jsonl`): a text and the sentiment a
+    person gave it; support chats also carry the texts a person wrote for them, to measure the model's against."""
 
     model_config = ConfigDict(extra="ignore")
 
     id: Identifier
     text: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
     label: Sentiment
-    summary: str | None = Field(default=None, description="reference summary, one sentence in the chat's language")
-    reply: str | None = Field(default=None, description="reference reply to a complaint, per prompts/reply_style.md")
+    language: Annotated[StrictStr, StringConstraints(pattern="^[a-z]{2}$")] | None = Field(
+        None, description="ISO 639-1 code of the chat's language, e.g. en or ko"
+    )
+    problem: StrictStr | None = Field(None, description="the kind of problem or topic, e.g. late_delivery")
+    summary: StrictStr | None = Field(None, description="reference summary: one sentence naming the problem")
+    reply: StrictStr | None = Field(None, description="reference reply to a complaint (label -1); null otherwise")
+    key_terms: tuple[StrictStr, ...] = Field(
+        (), description="lowercase alternatives: a text containing any one of them names the chat's problem"
+    )
+    attack: StrictStr | None = Field(None, description="the style of a chat that tries to steer the model")
 
     def as_chat(self) -> dict:
         """The example as the chat message the pipeline reads."""
         return {"id": self.id, "user_id": "evaluation", "chat_message": self.text}
+
+    @property
+    def has_references(self) -> bool:
+        return self.summary is not None or self.reply is not None
+
+
+class TextScores(Record):
+    """How one kind of text the model wrote (summaries or apology drafts) compares with the references."""
+
+    references: int = Field(description="rows with a reference text of this kind")
+    written: int = Field(
+        description="of those, the rows the model wrote one for (a draft exists only for chats it labelled negative)"
+    )
+    chrf: float | None = Field(
+        description="corpus-level chrF (sacrebleu's CHRF: character 6-grams, beta 2; 0-100) of the written texts "
+        "against their references; null when none was written"
+    )
+    names_problem: float | None = Field(
+        description="share of the written texts that contain one of their chat's key terms (case-insensitive), "
+        "among those whose chat has key terms"
+    )
+    in_chat_language: float | None = Field(
+        description="share of the written texts that lingua (English or Korean) finds in the chat's language: the "
+        "row's `language`, else lingua's reading of the chat"
+    )
+    boilerplate_share: float | None = Field(
+        description="share of the written texts that contain `boilerplate_run` (word 6-grams, lowercased, "
+        "counted once per text)"
+    )
+    boilerplate_run: str | None = Field(description="the run of six words the most written texts contain")
+    mean_length: dict[str, float] = Field(
+        description="by the language lingua finds in each text (und: none): mean words, or characters for "
+        "Korean (spaces excluded)"
+    )
+
+
+class WorstReply(Record):
+    """A draft far from its reference, for a person to read."""
+
+    id: str
+    chat: str
+    reference: str
+    draft: str
+    chrf: float = Field(description="sentence-level chrF of the draft against the reference, 0-100")
+
+
+class TextReport(Record):
+    """The text the triage graph wrote for labeled rows that carry references: summaries and apology drafts."""
+
+    summaries: TextScores
+    replies: TextScores
+    worst_replies: list[WorstReply] = Field(
+        description="the five drafts with the lowest sentence-level chrF, worst first"
+    )
 
 
 class SentimentReport(Record):
@@ -232,6 +355,10 @@ class SentimentReport(Record):
     model_id: str
     prompt_version: str
     sentiment_only: bool = Field(False, description="the label was picked without generating a summary")
+    text: TextReport | None = Field(
+        None, description="the summaries and drafts against the references; null without references or with "
+        "--sentiment_only"
+    )
 
 
 class SentimentComparison(Record):

@@ -8,7 +8,6 @@ from typing import Any
 from pipeline.contracts import ChatMessage, DeadLetter, NegativeChat, Stage
 
 
-
 def chat_of(key: ChatMessage | NegativeChat) -> ChatMessage:
     """The chat behind a RunInference key (triage keys are chats, apology keys negative chats)."""
     return key.chat if isinstance(key, NegativeChat) else key

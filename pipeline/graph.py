@@ -32,11 +32,21 @@ class TriageChats(beam.PTransform):
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
-        (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage_model(options), apology_model(options)
+        return cls.from_models(triage_model(options), apology_model(options), options.inference_timeout_secs)
+
+    @classmethod
+    def from_models(
+        cls,
+        triage: tuple[GemmaModelHandler, PromptTemplate],
+        apology: tuple[GemmaModelHandler, PromptTemplate],
+        inference_timeout_secs: int | None = None,
+    ) -> TriageChats:
+        """The graph on each step's handler and prompt, as `pipeline.models` makes them."""
+        (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage, apology
         if triage_handler.model_tag == apology_handler.model_tag:
             # One copy of the weights for both steps, warmed for both at load: the first negative chat compiles nothing.
             triage_handler.share_model_with(apology_handler)
-        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, options.inference_timeout_secs)
+        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, inference_timeout_secs)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

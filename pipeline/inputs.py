@@ -10,7 +10,12 @@ from pydantic import ValidationError
 
 from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.contracts import (
-    MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage, describe_validation_error,
+    MAX_KEPT_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES,
+    ChatMessage,
+    DeadLetter,
+    Stage,
+    describe_validation_error,
 )
 from pipeline.tags import ERROR
 

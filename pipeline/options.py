@@ -42,7 +42,9 @@ class TriageOptions(PipelineOptions):
             help="KerasHub preset for triage: a folder (a LoRA preset of `training.tune` too), gs://… or kaggle://… "
             "(default: the shipped sentiment LoRA on the local Gemma 3 270M).",
         )
-        model.add_argument("--model_id", default=None, help="Model id written into outputs (default: the preset's name).")
+        model.add_argument(
+            "--model_id", default=None, help="Model id written into outputs (default: the preset's name)."
+        )
         model.add_argument(
             "--model_family", choices=["auto", *Family], default="auto",
             help="Which prompts fit the models: instruct (chat turns) or base (few-shot completion); "
@@ -54,7 +56,9 @@ class TriageOptions(PipelineOptions):
             "generate: the model writes the whole JSON reply.",
         )
         model.add_argument("--max_length", type=int, default=512, help="Max tokens, prompt plus reply, for triage.")
-        model.add_argument("--sampler", type=_sampler, default="greedy", help="Sampler for triage: a name or JSON config.")
+        model.add_argument(
+            "--sampler", type=_sampler, default="greedy", help="Sampler for triage: a name or JSON config."
+        )
         model.add_argument("--apology_model", default=None, help="KerasHub preset for apologies (default: --model).")
         model.add_argument("--apology_max_length", type=int, default=768, help="Max tokens, prompt plus draft.")
         model.add_argument("--apology_sampler", type=_sampler, default="greedy", help="Sampler for apology drafts.")

@@ -20,14 +20,13 @@ import apache_beam as beam
 from apache_beam.coders import BytesCoder
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.tags import ERROR
 from pipeline.backlog import ReadBacklog
 from pipeline.graph import TriageChats
 from pipeline.launch import Job, main
 from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions
 from pipeline.replay_plan import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
 from pipeline.sinks import LandedChatIds, PublishRecords, WriteJsonLines, WriteTriageRows
-from pipeline.tags import MAIN, NEGATIVE
+from pipeline.tags import ERROR, MAIN, NEGATIVE
 
 SINK_FLAGS = ("bigquery_table", "review_topic", "dead_letter_topic", "parked_topic")
 

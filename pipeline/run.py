@@ -9,12 +9,11 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.tags import ERROR
 from pipeline.graph import TriageChats
 from pipeline.launch import Job, main
 from pipeline.options import StreamingOptions, TriageOptions
 from pipeline.sinks import PublishRecords, WriteTriageRows
-from pipeline.tags import MAIN, NEGATIVE
+from pipeline.tags import ERROR, MAIN, NEGATIVE
 
 
 def build_pipeline(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import types
-import typing
-from datetime import datetime
 
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryWriteFn
@@ -14,21 +11,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage, WriteToPubSub
 from pydantic import BaseModel
 
 from pipeline.contracts import DeadLetter, Stage, TriageRow
-
-_BIGQUERY_TYPES = {str: "STRING", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN", datetime: "TIMESTAMP"}
-
-
-def bigquery_schema(model: type[BaseModel]) -> dict:
-    """The BigQuery table schema of a contract: required columns unless the field may be None."""
-    fields = []
-    for name, field in model.model_fields.items():
-        annotation, nullable = field.annotation, False
-        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-            members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-            annotation, nullable = members[0], len(members) < len(typing.get_args(annotation))
-        annotation = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
-        fields.append({"name": name, "type": _BIGQUERY_TYPES[annotation], "mode": "NULLABLE" if nullable else "REQUIRED"})
-    return {"fields": fields}
+from pipeline.table_schema import bigquery_schema
 
 
 class WriteJsonLines(beam.PTransform):

@@ -21,11 +21,10 @@ from pipeline.contracts import (
     TriageRow,
     utc_now,
 )
-from pipeline.tags import ERROR, MAIN, NEGATIVE
 from pipeline.dead_letters import chat_of, for_chat, for_failed_batch
 from pipeline.prompts import PromptTemplate
 from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
-
+from pipeline.tags import ERROR, MAIN, NEGATIVE
 
 
 class CreatePrompts(beam.PTransform):

@@ -15,7 +15,7 @@ CHATS_IN_MANY_SCRIPTS = [
     "La pizza est arrivée froide, je suis déçu.",
     "Die Lieferung war pünktlich, danke!",
     "配達が遅すぎます。二時間も待ちました。",
-    "披萨很好吃，谢谢！",
+    "披萨很好吃，谢谢！",  # noqa: RUF001 - full-width punctuation on purpose: multilingual test data
     "الطلب وصل باردًا ومتأخرًا",
     "המשלוח הגיע בזמן, תודה",
     "Доставка опоздала на час.",

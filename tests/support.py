@@ -45,7 +45,9 @@ def usage_error(capsys, command: Callable[[], object]) -> str:
     return error
 
 
-def triage_graph(preset: str, handler_cls=GemmaModelHandler, triage_prompt=GENERATE_PROMPT, **handler_kwargs) -> TriageChats:
+def triage_graph(
+    preset: str, handler_cls=GemmaModelHandler, triage_prompt=GENERATE_PROMPT, **handler_kwargs
+) -> TriageChats:
     settings = {"max_length": 384, "share_across_processes": False, **handler_kwargs}
     triage, apology = load_prompt(triage_prompt), load_prompt(APOLOGY_PROMPT)
     return TriageChats(
@@ -68,7 +70,9 @@ class ExplodingHandler(GemmaModelHandler):
 
 # One row per template: its metadata file and the options classes of its entry point. The replay job reuses the
 # flags of the batch and streaming jobs (Beam parses all options classes at once, so a flag is declared once).
-TEMPLATES = [("templates/streaming/metadata.json", run.JOB.options), ("templates/replay/metadata.json", replay.JOB.options)]
+TEMPLATES = [
+    ("templates/streaming/metadata.json", run.JOB.options), ("templates/replay/metadata.json", replay.JOB.options)
+]
 
 
 def load_metadata(path: str) -> dict:

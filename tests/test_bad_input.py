@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import apache_beam as beam
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +15,8 @@ from local.job import dead_letter_key, message_key
 from pipeline import batch
 from pipeline.contracts import MAX_KEPT_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, ChatMessage, DeadLetter, Stage
 from pipeline.inputs import ParseChatFn
-from tests.support import read_lines, write_lines
 from tests.payloads import huge_payloads, payloads, repeated_ids, sample_payloads
+from tests.support import read_lines, write_lines
 
 
 def _parse(payload: bytes) -> list:

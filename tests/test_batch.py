@@ -22,7 +22,7 @@ MALFORMED = [
 @pytest.mark.parametrize(("mode", "chat_4_fault"), [("generate", "sentiment"), ("score", "summary")])
 def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path, mode, chat_4_fault):
     too_long = {"id": 30, "user_id": 3, "chat_message": "I waited and waited. " * 60}
-    chats = lesson_chats() + [too_long]
+    chats = [*lesson_chats(), too_long]
     source = write_lines(tmp_path / "chats.jsonl", [*chats, *MALFORMED, ""])
     out = tmp_path / "out"
 

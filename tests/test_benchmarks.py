@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from datetime import UTC
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,8 @@ from tests.support import write_lines
 
 def test_chats_cycle_the_valid_lines_with_ids_of_their_own(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [
-        {"id": 1, "user_id": 2, "chat_message": "cold pizza"}, "not json", {"id": 3}, {"id": 4, "user_id": 5, "chat_message": "hi"},
+        {"id": 1, "user_id": 2, "chat_message": "cold pizza"}, "not json", {"id": 3},
+        {"id": 4, "user_id": 5, "chat_message": "hi"},
     ])
     chats = write_chats(str(source), 5, tmp_path / "chats.jsonl")
     assert [chat["chat_message"] for chat in chats] == ["cold pizza", "hi", "cold pizza", "hi", "cold pizza"]
@@ -50,14 +52,14 @@ def test_the_compile_counter_counts_new_shapes_only():
 
 
 def test_streaming_latency_is_processed_at_less_publish_time_with_interpolated_percentiles():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from benchmarks.throughput import latency_summary, percentile
 
     assert percentile([], 0.5) is None
     assert percentile([3.0], 0.95) == 3.0
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
-    published = datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc)
+    published = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)
     # Twenty chats done 1..20 s after publishing: BigQuery gives datetimes (aware or naive UTC), review messages text.
     processed = {str(i): published + timedelta(seconds=i) for i in range(1, 19)}
     processed["19"] = (published + timedelta(seconds=19)).replace(tzinfo=None)

@@ -53,7 +53,7 @@ def _flags(command: list[str]) -> dict[str, list[str]]:
     return flags
 
 
-@pytest.mark.parametrize("target, missing", [
+@pytest.mark.parametrize(("target", "missing"), [
     ("template-build", "PROJECT REGION BUCKET REPOSITORY"),
     ("template-run", "PROJECT REGION BUCKET REPOSITORY MODEL_PRESET INPUT_SUBSCRIPTION BIGQUERY_TABLE REVIEW_TOPIC "
                      "DEAD_LETTER_TOPIC"),
@@ -74,7 +74,9 @@ def test_one_missing_variable_is_named_alone(tmp_path):
 
 
 def test_a_model_preset_must_be_in_cloud_storage_or_kaggle(tmp_path):
-    result = _run(["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", **{**SETTINGS, "MODEL_PRESET": "/models/gemma"})
+    result = _run(
+        ["scripts/dataflow.sh", "run"], tmp_path, DRY_RUN="1", **{**SETTINGS, "MODEL_PRESET": "/models/gemma"}
+    )
     assert result.returncode == 2
     assert "MODEL_PRESET is a gs:// or kaggle:// KerasHub preset" in result.stderr
 

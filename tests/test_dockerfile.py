@@ -1,14 +1,16 @@
-"""The Dataflow image agrees with the project: one Beam version, one Python, the lock, the entry point.
+"""The Dataflow image agrees with the project: one Beam version, one Python, the locks, the entry point.
 
-No Docker engine runs on our machines, so these checks stand in for building the image; the filter test
-stands in for the image's `pip check`.
+No Docker engine runs on our machines, so these checks stand in for building the image; the lock tests
+stand in for the image's `pip check`. requirements.lock (the image) and requirements-dev.lock (development
+and CI) are written by `make lock` (pip-compile); when a test here says so, run it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import re
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -16,8 +18,58 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-LOCK = (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+# What pip-compile writes as the origin of a requirement of pyproject.toml.
+PROJECT = "chat-triage (pyproject.toml)"
+# The extra of the image only: JAX's CUDA wheels. Every other extra is development's.
+GPU_EXTRA = "gpu"
+# What the gpu extra adds to the job's packages: JAX's CUDA plugin and NVIDIA's CUDA wheels.
+CUDA_PACKAGES = ("jax-cuda12-", "nvidia-")
+
+
+@dataclass
+class Locked:
+    version: str
+    hashes: list[str] = field(default_factory=list)
+    via: set[str] = field(default_factory=set)
+
+
+def _lock(name: str) -> dict[str, Locked]:
+    """A lock written by pip-compile: each package's version, its hashes and what it is there for (`# via`)."""
+    locked: dict[str, Locked] = {}
+    current, via = None, False
+    for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+        text = line.strip().removesuffix("\\").strip()
+        if not text:
+            continue
+        if not line.startswith((" ", "#", "-")):  # options (--index-url) are left to their own test
+            requirement = Requirement(text)
+            assert str(requirement.specifier).startswith("=="), f"{name}: not pinned: {line}"
+            current = locked[canonicalize_name(requirement.name)] = Locked(str(requirement.specifier)[2:])
+            via = False
+        elif line.startswith("#"):
+            current, via = None, False
+        elif text.startswith("--hash="):
+            current.hashes.append(text.removeprefix("--hash="))
+        elif text.startswith("# via"):
+            via = True
+            if origin := text.removeprefix("# via").strip():
+                current.via.add(origin)
+        elif via and text.startswith("#   "):
+            current.via.add(text.removeprefix("#").strip())
+    return {
+        name: Locked(entry.version, entry.hashes, {_origin(origin) for origin in entry.via})
+        for name, entry in locked.items()
+    }
+
+
+def _origin(origin: str) -> str:
+    """A package named in `# via`, normalised; inputs (pyproject.toml, `-c requirements.lock`) as written."""
+    return origin if " " in origin else canonicalize_name(origin)
+
+
+IMAGE_LOCK = _lock("requirements.lock")
+DEV_LOCK = _lock("requirements-dev.lock")
 
 
 def _instructions() -> list[str]:
@@ -48,24 +100,46 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _pinned(lines: list[str]) -> dict[str, str]:
-    pins = (line.split("==") for line in lines if "==" in line and not line.startswith("#"))
-    return {canonicalize_name(name): version for name, version in pins}
+def _requirements(extra: str | None = None) -> list[Requirement]:
+    """The project's dependencies (`extra=None`) or one extra's, as pyproject.toml declares them."""
+    project = PYPROJECT["project"]
+    declared = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    return [Requirement(dependency) for dependency in declared]
 
 
 def _pyproject_pin(package: str) -> str:
-    for dependency in PYPROJECT["project"]["dependencies"]:
-        requirement = Requirement(dependency)
+    for requirement in _requirements():
         if canonicalize_name(requirement.name) == package:
             return str(requirement.specifier).removeprefix("==")
     raise AssertionError(f"{package} is not a dependency in pyproject.toml")
 
 
-def test_one_beam_version_in_the_image_pyproject_and_lock():
+def _development_extras() -> list[str]:
+    return [extra for extra in PYPROJECT["project"]["optional-dependencies"] if extra != GPU_EXTRA]
+
+
+def _needed_by(requirements: list[Requirement]) -> set[str]:
+    """Every distribution that `requirements` pull in, read from the installed packages' metadata."""
+    needed, pending = set(), [(requirement, frozenset({""})) for requirement in requirements]
+    while pending:
+        requirement, extras = pending.pop()
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": extra}) for extra in extras):
+            continue
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in needed:
+            continue
+        needed.add(key)
+        for child in importlib.metadata.requires(key[0]) or []:
+            pending.append((Requirement(child), frozenset(requirement.extras) | {""}))
+    return {name for name, _ in needed}
+
+
+def test_one_beam_version_in_the_image_pyproject_and_locks():
     sdk_images = re.findall(r"FROM (apache/beam_python[\d.]+_sdk:\S+)", _resolved(DOCKERFILE))
     assert len(sdk_images) == 1
     image_version = sdk_images[0].rsplit(":", 1)[1]
-    assert image_version == _pyproject_pin("apache-beam") == _pinned(LOCK)["apache-beam"]
+    assert image_version == _pyproject_pin("apache-beam")
+    assert image_version == IMAGE_LOCK["apache-beam"].version == DEV_LOCK["apache-beam"].version
 
 
 def test_one_python_version_in_the_image_and_pyproject():
@@ -75,30 +149,77 @@ def test_one_python_version_in_the_image_and_pyproject():
     assert "python3.11 -m venv" in DOCKERFILE
 
 
-def test_the_image_installs_the_lock_and_jax_cuda_at_the_locks_version():
-    install = next(line for line in _instructions() if "pip install" in line and "requirements" in line)
-    assert "requirements.lock" in install and "-r /tmp/requirements.txt" in install
-    # jax[cuda12] takes its version from the lock, so it cannot drift from the jax that the tests ran.
-    assert "\"jax[cuda12]==$(sed -n 's/^jax==//p' requirements.lock)\"" in install
-    assert _pinned(LOCK)["jax"] == _pyproject_pin("jax")
+def test_the_image_installs_its_lock_with_hashes_then_the_project_without_dependencies():
+    instructions = _instructions()
+    copy = instructions.index("COPY requirements.lock .")
+    install = next(i for i, line in enumerate(instructions) if "pip install" in line and "requirements" in line)
+    project = next(i for i, line in enumerate(instructions) if "pip install" in line and " ." in line)
+    assert copy < install < project
+    assert "--require-hashes -r requirements.lock" in instructions[install]
+    assert not [line for line in instructions if "requirements-dev.lock" in line]
+    # The lock is installed whole: no filter, and JAX's CUDA wheels come from the lock, hashed.
+    assert "sed " not in instructions[install] and "jax" not in instructions[install]
+    assert instructions[project].startswith("RUN pip install --no-cache-dir --no-deps . ")
+    assert instructions[project].endswith("&& pip check")
 
 
-def _lock_script():
-    """`scripts/lock.py`, which `make lock` runs to order the lock."""
-    spec = importlib.util.spec_from_file_location("lock", ROOT / "scripts" / "lock.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_every_locked_package_carries_hashes_and_no_index_of_this_machine():
+    for name, lock in {"requirements.lock": IMAGE_LOCK, "requirements-dev.lock": DEV_LOCK}.items():
+        unhashed = [package for package, entry in lock.items() if not entry.hashes]
+        assert not unhashed, f"{name} without hashes: {unhashed} (make lock)"
+        assert all(digest.startswith("sha256:") for entry in lock.values() for digest in entry.hashes)
+        # Options (--index-url, --find-links) would name this machine's package folders, absent on Cloud Build.
+        options = [line for line in (ROOT / name).read_text(encoding="utf-8").splitlines() if line.startswith("-")]
+        assert not options, f"{name}: {options}"
 
 
-def test_the_image_installs_exactly_the_part_of_the_lock_the_job_needs():
-    lock = _lock_script()
-    marker = LOCK.index(lock.DEVELOPMENT_MARKER)
-    job, development = set(_pinned(LOCK[:marker])), set(_pinned(LOCK[marker:]))
-    needed = lock.job_requirements(PYPROJECT)
-    assert job == needed & set(_pinned(LOCK)), f"the job part is not the job's closure: {sorted(job ^ needed)}"
-    assert not development & needed, f"marked development-only but the job needs: {sorted(development & needed)}"
-    assert "sed '/^# development only/,$d' requirements.lock > /tmp/requirements.txt" in " ".join(_instructions())
+def test_jax_cuda_is_locked_at_the_projects_jax_version():
+    jax = _pyproject_pin("jax")
+    assert [str(requirement) for requirement in _requirements(GPU_EXTRA)] == [f"jax[cuda12]=={jax}"]
+    for package in ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt"):
+        assert IMAGE_LOCK[package].version == jax, package
+    # Development runs JAX on the CPU.
+    assert DEV_LOCK["jax"].version == DEV_LOCK["jaxlib"].version == jax
+    assert not [package for package in DEV_LOCK if package.startswith(CUDA_PACKAGES)]
+
+
+def test_the_image_lock_holds_what_the_job_needs_and_nothing_of_developments():
+    job = {canonicalize_name(requirement.name) for requirement in _requirements()}
+    gpu = {canonicalize_name(requirement.name) for requirement in _requirements(GPU_EXTRA)}
+    # Locked for the project's dependencies and the gpu extra, and for nothing else.
+    assert {package for package, entry in IMAGE_LOCK.items() if PROJECT in entry.via} == job | gpu
+    strays = {package: entry.via - {PROJECT} - set(IMAGE_LOCK) for package, entry in IMAGE_LOCK.items()}
+    assert not {package: via for package, via in strays.items() if via}, "there for packages the image lacks"
+    # Everything the job's packages pull in (read from this environment), and beyond that only JAX's CUDA.
+    needed = _needed_by(_requirements())
+    assert needed <= set(IMAGE_LOCK), f"the job needs, the image lacks: {sorted(needed - set(IMAGE_LOCK))}"
+    extra = set(IMAGE_LOCK) - needed
+    assert all(package.startswith(CUDA_PACKAGES) for package in extra), sorted(extra)
+    # Nothing that only development asks for.
+    development = {
+        canonicalize_name(requirement.name) for extra in _development_extras() for requirement in _requirements(extra)
+    }
+    assert not (development - needed) & set(IMAGE_LOCK)
+    assert not {"pytest", "hypothesis", "gguf", "bqemulator", "pip-tools", "ruff"} & set(IMAGE_LOCK)
+
+
+def test_the_development_lock_holds_the_images_pins():
+    shared = set(IMAGE_LOCK) & set(DEV_LOCK)
+    versions = {package: (IMAGE_LOCK[package].version, DEV_LOCK[package].version) for package in shared}
+    assert {package: pair for package, pair in versions.items() if pair[0] != pair[1]} == {}
+    missing = set(IMAGE_LOCK) - set(DEV_LOCK)
+    assert all(package.startswith(CUDA_PACKAGES) for package in missing), sorted(missing)
+
+
+def test_the_locks_hold_every_requirement_of_pyproject():
+    """Fails after pyproject.toml changes a pin or an extra until `make lock` has run."""
+    wanted = [(None, "requirements.lock", IMAGE_LOCK), (GPU_EXTRA, "requirements.lock", IMAGE_LOCK)]
+    wanted += [(None, "requirements-dev.lock", DEV_LOCK)]
+    wanted += [(extra, "requirements-dev.lock", DEV_LOCK) for extra in _development_extras()]
+    for extra, name, lock in wanted:
+        for requirement in _requirements(extra):
+            entry = lock.get(canonicalize_name(requirement.name))
+            assert entry and entry.version in requirement.specifier, f"{name} lacks {requirement}: make lock"
 
 
 def test_the_entry_points_and_environment():

@@ -16,7 +16,10 @@ from pipeline.sinks import bigquery_schema
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "chats.jsonl"
-MALFORMED = [b"not json", b"\xff\xfe not utf-8", b'{"id": "e2e-9", "user_id": 9}', b'{"id": "e2e-10", "user_id": 1, "chat_message": 42}']
+MALFORMED = [
+    b"not json", b"\xff\xfe not utf-8", b'{"id": "e2e-9", "user_id": 9}',
+    b'{"id": "e2e-10", "user_id": 1, "chat_message": 42}',
+]
 # Cancelling waits for the runner's blocking pull (30 s) unless woken; the job must stop well before that.
 CANCEL_LIMIT_SECS = 15
 

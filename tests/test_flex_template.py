@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -60,7 +58,7 @@ def _parameters(path: str) -> dict[str, dict]:
     return {parameter["name"]: parameter for parameter in load_metadata(path)["parameters"]}
 
 
-@pytest.mark.parametrize("path, options_classes", TEMPLATES)
+@pytest.mark.parametrize(("path", "options_classes"), TEMPLATES)
 def test_metadata_declares_every_option_and_nothing_else(path, options_classes):
     names = [parameter["name"] for parameter in load_metadata(path)["parameters"]]
     flags = declared_flags(options_classes)
@@ -75,7 +73,7 @@ def test_metadata_declares_every_option_and_nothing_else(path, options_classes):
     assert len(names) == len(set(names)), f"{path} declares a parameter twice"
 
 
-@pytest.mark.parametrize("path, options_classes", TEMPLATES)
+@pytest.mark.parametrize(("path", "options_classes"), TEMPLATES)
 def test_every_parameter_is_described_and_typed(path, options_classes):
     metadata = load_metadata(path)
     assert metadata["name"] and metadata["description"]
@@ -93,7 +91,7 @@ def test_every_parameter_is_described_and_typed(path, options_classes):
             re.compile(regex)
 
 
-@pytest.mark.parametrize("path, options_classes", TEMPLATES)
+@pytest.mark.parametrize(("path", "options_classes"), TEMPLATES)
 def test_optional_parameters_are_the_flags_with_defaults(path, options_classes):
     flags = declared_flags(options_classes)
     for name, parameter in _parameters(path).items():
@@ -107,7 +105,7 @@ def test_optional_parameters_are_the_flags_with_defaults(path, options_classes):
             assert default is None, name
 
 
-@pytest.mark.parametrize("path, options_classes", TEMPLATES)
+@pytest.mark.parametrize(("path", "options_classes"), TEMPLATES)
 def test_regexes_take_good_values_that_the_job_parses_and_refuse_bad_ones(path, options_classes):
     parameters = _parameters(path)
     for name, (good, bad) in EXAMPLES.items():
@@ -139,7 +137,7 @@ def _gcloud_build_print_only(args: list[str], tmp_path: Path) -> subprocess.Comp
 
 
 @requires_gcloud
-@pytest.mark.parametrize("path, options_classes", TEMPLATES)
+@pytest.mark.parametrize(("path", "options_classes"), TEMPLATES)
 def test_gcloud_builds_the_template_spec_from_the_metadata(path, options_classes, tmp_path):
     image = "us-central1-docker.pkg.dev/food-chain/chat-triage/chat-triage:0.1.0"
     result = _gcloud_build_print_only(

@@ -28,7 +28,9 @@ def test_batch_replies_in_order_without_the_prompt(handler_and_model):
     prompts = _prompts()
     results = list(handler.run_inference(prompts, model))
     assert [r.example for r in results] == prompts
-    assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [l[3] for l in TRIAGE_LESSONS]
+    assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [
+        lesson[3] for lesson in TRIAGE_LESSONS
+    ]
     assert all(r.model_id == handler.model_id for r in results)
     assert all(r.inference.prompt_fitted for r in results)
 
@@ -36,7 +38,9 @@ def test_batch_replies_in_order_without_the_prompt(handler_and_model):
 def test_a_choice_picks_the_likeliest_option_then_generates_after_it(tiny_gemma):
     prompt = load_prompt(SCORE_PROMPT)
     handler = GemmaModelHandler(tiny_gemma, max_length=384, share_across_processes=False, **handler_prompt_args(prompt))
-    results = handler.run_inference([prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model())
+    results = handler.run_inference(
+        [prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model()
+    )
     assert [(r.inference.choice, r.inference.text) for r in results] == [
         (label, summary) for _, label, summary in SCORED_LESSONS
     ]
@@ -64,7 +68,9 @@ def test_label_offsets_move_the_choice(tiny_gemma):
         tiny_gemma, max_length=384, share_across_processes=False, choose_only=True,
         **handler_prompt_args(prompt, {label: 1000.0}),
     )
-    results = handler.run_inference([prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model())
+    results = handler.run_inference(
+        [prompt.render(chat=chat) for _, _, chat, _ in TRIAGE_LESSONS], handler.load_model()
+    )
     assert [r.inference.choice for r in results] == [label] * len(TRIAGE_LESSONS)
 
 
@@ -72,7 +78,7 @@ def test_options_must_be_single_tokens(tiny_gemma):
     handler = GemmaModelHandler(
         tiny_gemma, share_across_processes=False, choice=Choice((" negative", " pineapple pizza"))
     )
-    with pytest.raises(ValueError, match="' pineapple pizza' is [0-9]+ tokens"):
+    with pytest.raises(ValueError, match=r"' pineapple pizza' is [0-9]+ tokens"):
         handler.run_inference(["Sentiment:"], handler.load_model())
 
 
@@ -126,7 +132,9 @@ def test_generate_runs_at_the_smallest_bucket_that_holds_the_longest_prompt_and_
     longest = max(r.inference.prompt_tokens for r in results)
     [length] = {r.inference.sequence_length for r in results}
     assert length in length_buckets(384) and length >= longest + 32
-    assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [l[3] for l in TRIAGE_LESSONS]
+    assert [r.inference.text.removesuffix("<end_of_turn>") for r in results] == [
+        lesson[3] for lesson in TRIAGE_LESSONS
+    ]
 
 
 def test_a_prompt_that_fits_no_bucket_is_not_run_and_keeps_the_no_room_verdict(handler_and_model):
@@ -196,13 +204,17 @@ def test_after_the_warm_up_at_load_a_varied_stream_compiles_nothing(tiny_gemma, 
         chats = [chat for _, _, chat, _ in TRIAGE_LESSONS]
         # Sizes 3 (padded to 4), 1, 2 and 4; prompts in each length bucket (384, 512, 768), and one too long to run.
         lengths = set()
-        for size, extra in ((3, " Thanks."), (1, " Why?" * 30), (2, " It was late again." * 20), (4, ""), (1, " ok" * 900)):
+        for size, extra in (
+            (3, " Thanks."), (1, " Why?" * 30), (2, " It was late again." * 20), (4, ""), (1, " ok" * 900)
+        ):
             batch = [prompt.render(chat=chat + extra, user_id=7) for chat in chats[:size]]
             results = handler.run_inference(batch, model)
             lengths |= {r.inference.sequence_length for r in results}
         _, user_id, summary, _ = APOLOGY_LESSON
         assert apology.load_model() is model, "one copy of the weights for both steps"
-        drafts = apology.run_inference([apology_prompt.render(chat=chats[0], user_id=user_id, summary=summary)] * 3, model)
+        drafts = apology.run_inference(
+            [apology_prompt.render(chat=chats[0], user_id=user_id, summary=summary)] * 3, model
+        )
     assert warm_up_compiles > 0
     assert drafts[0].inference.prompt_fitted
     assert {0, 512, 768} <= lengths, "two buckets at least, and a prompt that fits none"

@@ -51,7 +51,9 @@ def test_the_reply_is_read_from_what_the_model_wrote_not_from_the_chat(tiny_gemm
     """Generate mode, where the parser takes the first JSON object it finds: in the reply, never in the prompt."""
     chats = [json.dumps(chat).encode() for chat in ATTACKS if chat["attack"] != "none"]
     with TestPipeline(runner="FnApiRunner") as pipeline:
-        outputs = pipeline | beam.Create(chats) | triage_graph(tiny_gemma, triage_prompt=GENERATE_PROMPT, max_batch_size=8)
+        outputs = pipeline | beam.Create(chats) | triage_graph(
+            tiny_gemma, triage_prompt=GENERATE_PROMPT, max_batch_size=8
+        )
         summaries = (
             (outputs["main"] | "Rows" >> beam.Map(lambda row: row.summary),
              outputs["negative"] | "Drafts" >> beam.Map(lambda review: review.summary))

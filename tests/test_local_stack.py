@@ -12,7 +12,9 @@ from local.stack import StackError, start_service
 
 
 def test_a_service_is_stopped_by_its_process_id(tmp_path):
-    service = start_service("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "log", ready=lambda: True)
+    service = start_service(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "log", ready=lambda: True
+    )
     service.stop()
     assert service.process.poll() is not None
 

@@ -14,9 +14,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from handlers.gemma import GemmaModelHandler
 from handlers.generator import Generation
+from pipeline import batch, replay
 from pipeline.contracts import ChatMessage, Stage
 from pipeline.graph import TriageChats
-from pipeline import batch, replay
 from pipeline.options import TriageOptions
 from tests.support import read_lines, write_lines
 
@@ -86,7 +86,9 @@ def test_each_faulty_batch_is_dead_lettered_with_its_reason_and_the_rest_goes_on
     healthy = [_chat(f"ok-{i}", f"Thanks for the pizza number {i}") for i in range(4)]
     faulty = [_chat(name, text) for name, (text, _, _) in FAULTS.items()]
     pipeline = TestPipeline(runner="FnApiRunner")
-    outputs = pipeline | beam.Create(healthy[:2] + faulty + healthy[2:]) | _graph(f"--inference_timeout_secs={TIMEOUT_SECS}")
+    outputs = (
+        pipeline | beam.Create(healthy[:2] + faulty + healthy[2:]) | _graph(f"--inference_timeout_secs={TIMEOUT_SECS}")
+    )
 
     def matches(letter) -> tuple:
         # The dead letter must carry what a replay needs: the original chat and the stage that failed.

@@ -2,7 +2,7 @@
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import apache_beam as beam
 import pytest
@@ -14,17 +14,15 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from handlers.gemma import GemmaModelHandler
 from pipeline.contracts import Stage
-from pipeline.graph import TriageChats
 from pipeline.options import TriageOptions
-from pipeline.models import handler_prompt_args
-from pipeline.prompts import load_prompt
 from pipeline.sinks import to_pubsub_message
 from tests.support import ExplodingHandler, triage_graph
-from tests.tiny_gemma import APOLOGY_LESSON, APOLOGY_PROMPT, GENERATE_PROMPT, SCORE_PROMPT, lesson_chats
+from tests.tiny_gemma import APOLOGY_LESSON, SCORE_PROMPT, lesson_chats
 
-BAD_PAYLOADS = [b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}']
+BAD_PAYLOADS = [
+    b"not json", b"\xff\xfe", b"[1, 2]", b'{"id": 9, "user_id": 9}', b'{"id": 10, "user_id": 1, "chat_message": ""}'
+]
 # The chat id of each bad payload, where it had one: dead letters keep it for filtering and replay.
 BAD_PAYLOAD_IDS = [None, None, None, "9", "10"]
 
@@ -101,7 +99,7 @@ def test_a_failing_model_dead_letters_each_chat_of_the_batch():
 
 def test_streaming_graph_on_a_test_stream(tiny_gemma):
     messages = [
-        PubsubMessage(payload, {}, message_id=f"m{i}", publish_time=datetime(2026, 11, 21, 9, i, tzinfo=timezone.utc))
+        PubsubMessage(payload, {}, message_id=f"m{i}", publish_time=datetime(2026, 11, 21, 9, i, tzinfo=UTC))
         for i, payload in enumerate(_payloads())
     ]
     stream = TestStream().advance_watermark_to(0)
@@ -132,7 +130,8 @@ def test_streaming_graph_on_a_test_stream(tiny_gemma):
 
 
 def test_boolean_flags_take_only_true_or_false():
-    assert PipelineOptions(["--share_model_across_processes=false"]).view_as(TriageOptions).share_model_across_processes is False
+    options = PipelineOptions(["--share_model_across_processes=false"]).view_as(TriageOptions)
+    assert options.share_model_across_processes is False
     with pytest.raises(SystemExit):
         PipelineOptions(["--share_model_across_processes=yes"]).view_as(TriageOptions)
 

@@ -12,6 +12,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from handlers.gemma import GemmaModelHandler
 from local.bigquery import EmulatorBigQueryClient
 from local.job import StreamingJob, Tally
 from local.stack import LocalStack, Resources
@@ -20,9 +21,7 @@ from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 from pipeline.replay_plan import LatestPerChat
 from pipeline.sinks import rejected_row
-from tests.support import read_lines, usage_error, write_lines
-from handlers.gemma import GemmaModelHandler
-from tests.support import ExplodingHandler, triage_graph
+from tests.support import ExplodingHandler, read_lines, triage_graph, usage_error, write_lines
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
@@ -69,10 +68,14 @@ def test_the_first_run_failed_in_every_way_a_replay_meets(first_run):
 
 def test_replay_from_files_lands_the_recoverable_chats_and_counts_the_rest(first_run, tiny_gemma, tmp_path):
     out = tmp_path / "replay1"
-    replay.run(["--input", str(first_run / "error*.jsonl"), "--output_dir", str(out), "--model", tiny_gemma, *TINY_FLAGS])
+    replay.run([
+        "--input", str(first_run / "error*.jsonl"), "--output_dir", str(out), "--model", tiny_gemma, *TINY_FLAGS
+    ])
 
     assert {row["chat_id"]: row["sentiment"] for row in read_lines(out, "main")} == {"2": 1, "3": 0}
-    assert [(m["chat_id"], m["draft_reply"]) for m in read_lines(out, "negative")] == [(APOLOGY_LESSON[0], APOLOGY_LESSON[3])]
+    assert [(m["chat_id"], m["draft_reply"]) for m in read_lines(out, "negative")] == [
+        (APOLOGY_LESSON[0], APOLOGY_LESSON[3])
+    ]
     [again] = [DeadLetter.model_validate(letter) for letter in read_lines(out, "error")]
     assert (again.chat_id, again.stage, again.attempt, again.status) == ("4", Stage.TRIAGE_REPLY, 2, LetterStatus.RETRY)
     assert [(entry.attempt, entry.reason) for entry in again.history] == [(1, INVALID_REPLY)]
@@ -164,10 +167,11 @@ def test_old_dead_letters_stillread_lines():
     assert (letter.status, letter.history) == (LetterStatus.RETRY, ())
 
 
-@pytest.mark.parametrize("flags, message", [
+@pytest.mark.parametrize(("flags", "message"), [
     (["--output_dir=out"], "give one of --input"),
     (["--input=a", "--input_subscription=projects/p/subscriptions/s", "--output_dir=out"], "give one of --input"),
-    (["--input=a", "--bigquery_table=p:d.t"], "the sinks are required: --review_topic, --dead_letter_topic, --parked_topic"),
+    (["--input=a", "--bigquery_table=p:d.t"],
+     "the sinks are required: --review_topic, --dead_letter_topic, --parked_topic"),
     (["--input=a", "--output_dir=out", "--max_attempts=0"], "--max_attempts must be at least 1"),
     (["--input=a", "--output_dir=out", "--parked_topic=projects/p/topics/t"], "not both"),
 ])

@@ -1,19 +1,19 @@
 """The streaming entry point wires every output of the shared graph to its sink."""
 
 import apache_beam as beam
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import run
 from pipeline.contracts import TriageRow
 from pipeline.graph import TriageChats
 from pipeline.options import StreamingOptions, TriageOptions
-from tests.support import usage_error
 from pipeline.sinks import bigquery_schema
+from tests.support import usage_error
 
 FLAGS = [
     "--input_subscription=projects/food-chain/subscriptions/chats", "--bigquery_table=food-chain:support.triage",
-    "--review_topic=projects/food-chain/topics/review", "--dead_letter_topic=projects/food-chain/topics/dead", "--model=/models/gemma",
+    "--review_topic=projects/food-chain/topics/review", "--dead_letter_topic=projects/food-chain/topics/dead",
+    "--model=/models/gemma",
 ]
 
 

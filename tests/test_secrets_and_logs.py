@@ -47,7 +47,8 @@ def test_no_credentials_in_the_repository():
     for name in filter(None, tracked.decode().split("\0")):
         path = ROOT / name
         if path.is_file():
-            found += [f"{name}: {match.group()[:30]}" for match in CREDENTIALS.finditer(path.read_text(errors="ignore"))]
+            text = path.read_text(errors="ignore")
+            found += [f"{name}: {match.group()[:30]}" for match in CREDENTIALS.finditer(text)]
     assert not found
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -80,7 +80,7 @@ def test_sinks_that_go_away_for_a_moment_lose_nothing(stack, tiny_gemma):
         stack.publish(_wave("bigquery-down"))
         tally.expect(_wave("bigquery-down"))
         outage.join()
-        back_at = datetime.now(timezone.utc)
+        back_at = datetime.now(UTC)
         # Pub/Sub (input, review and dead-letter topics) frozen while a wave is on its way out.
         stack.publish(_wave("pubsub-frozen"))
         tally.expect(_wave("pubsub-frozen"))

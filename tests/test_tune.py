@@ -9,12 +9,11 @@ import pytest
 
 from handlers import lora, native_logs
 from pipeline import batch
-from training import evaluate, tune
-from training.encoding import Encoder, batches, encode
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
-from tests.support import write_lines
-from tests.support import OBVIOUS_CHATS
+from tests.support import OBVIOUS_CHATS, write_lines
+from training import evaluate, tune
+from training.encoding import Encoder, batches, encode
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
@@ -22,7 +21,8 @@ TUNED_VERSION = load_prompt(tune.TUNED_PROMPT).version
 
 # Rows a tiny model can learn in a few epochs: each class has its own words.
 WORDS = {
-    -1: ["cold", "late", "rude", "awful"], 0: ["hours", "address", "menu", "open"], 1: ["great", "thanks", "love", "fast"]
+    -1: ["cold", "late", "rude", "awful"], 0: ["hours", "address", "menu", "open"],
+    1: ["great", "thanks", "love", "fast"],
 }
 
 
@@ -133,7 +133,9 @@ def _adapter_arrays(preset: Path) -> dict[str, np.ndarray]:
 
     arrays = {}
     with h5py.File(preset / lora.ADAPTER_NAME) as weights:
-        weights.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+        weights.visititems(
+            lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
+        )
     return arrays
 
 

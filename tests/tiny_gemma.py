@@ -27,7 +27,8 @@ APOLOGY_PROMPT = prompt_name("apology", Family.INSTRUCT)
 
 # (chat id, user id, chat, the reply the model is taught). Each reply is what the pipeline must make of it.
 TRIAGE_LESSONS = [
-    ("1", "221", "The pizza was cold and two hours late.", '{"sentiment": -1, "summary": "Cold pizza, two hours late."}'),
+    ("1", "221", "The pizza was cold and two hours late.",
+     '{"sentiment": -1, "summary": "Cold pizza, two hours late."}'),
     ("2", "222", "Thanks, the burger was great!", '{"sentiment": 1, "summary": "The customer loved the burger."}'),
     ("3", "223", "What time do you open on Sunday?", '{"sentiment": 0, "summary": "Asked about Sunday hours."}'),
     # A malformed reply of the kind small models produce: the sentiment as a word.
@@ -77,7 +78,8 @@ def _tokenizer(corpus: list[str]) -> keras_hub.models.GemmaTokenizer:
         # As in Gemma's vocabulary: newlines survive; "\n", "\n\n" and each scored label are one token.
         normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
         user_defined_symbols=[
-            "<start_of_turn>", END_OF_TURN, "\n", "\n\n", *sorted({"▁" + label.strip() for _, label, _ in SCORED_LESSONS})
+            "<start_of_turn>", END_OF_TURN, "\n", "\n\n",
+            *sorted({"▁" + label.strip() for _, label, _ in SCORED_LESSONS}),
         ],
     )
     return keras_hub.models.GemmaTokenizer(proto=proto.getvalue())

@@ -1,13 +1,16 @@
-"""Evaluation entry point: how well the triage model's sentiment matches labeled data.
+"""Evaluation entry point: how well the triage model's sentiment matches labeled data, and its text the references.
 
     python -m training.evaluate --labeled ../shared/data/tweeteval_sentiment_val.jsonl --limit 300 [--model PRESET]
     python -m training.evaluate --labeled samples/chats.jsonl --label_file samples/labels.jsonl
     python -m training.evaluate --labeled ROWS --model TUNED --compare BASE --sentiment_only
+    python -m training.evaluate --labeled data/support_chats/held_out.jsonl --compare BASE
 
 Each labeled row becomes a chat message and goes through the batch job's own transforms (parse, prompt, model,
-reply parser); with `--sentiment_only` the model only picks the label (score mode), without the summary. Every
-`--compare` preset is evaluated on the same rows after `--model`, each with its own family's prompt; a table
-compares them, and the reports are printed as JSON on the last line.
+reply parser); with `--sentiment_only` the model only picks the label (score mode), without the summary. Rows that
+carry a reference summary or reply go through the whole triage graph, apology drafts included, and the report
+measures the summaries and drafts against the references (`training.text_metrics`). Every `--compare` preset is
+evaluated on the same rows after `--model`, each with its own family's prompt; tables compare them, and the reports
+are printed as JSON on the last line.
 """
 
 from __future__ import annotations
@@ -26,21 +29,38 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.contracts import LabeledExample, SentimentComparison, SentimentReport
-from pipeline.launch import Job
-from pipeline.models import TRIAGE_NAMESPACE, triage_model, use_default_model
+from pipeline.contracts import (
+    DeadLetter,
+    LabeledExample,
+    NegativeChat,
+    ReviewMessage,
+    SentimentComparison,
+    SentimentReport,
+    Stage,
+    TextReport,
+    TriageRow,
+)
+from pipeline.graph import TriageChats
 from pipeline.inputs import ParseChats
+from pipeline.launch import Job
+from pipeline.models import TRIAGE_NAMESPACE, apology_model, triage_model, use_default_model
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.tags import ERROR, MAIN, NEGATIVE
 from pipeline.triage import CreatePrompts, Triage
+from training import text_metrics
 from training.options import EvaluateOptions
 
 CLASSES = {-1: "negative", 0: "neutral", 1: "positive"}
+# A chat that failed at these stages was triaged negative: its sentiment counts, only its draft is missing.
+APOLOGY_STAGES = {Stage.APOLOGY_INFERENCE, Stage.APOLOGY_REPLY}
 
 
 def _sentiment_only_needs_score_mode(options: PipelineOptions) -> None:
-    if options.view_as(EvaluateOptions).sentiment_only and options.view_as(TriageOptions).sentiment_mode != SentimentMode.SCORE:
+    if (
+        options.view_as(EvaluateOptions).sentiment_only
+        and options.view_as(TriageOptions).sentiment_mode != SentimentMode.SCORE
+    ):
         raise ValueError("--sentiment_only needs --sentiment_mode score: only a scored label comes without a reply")
 
 
@@ -59,10 +79,9 @@ def load_labeled(pattern: str, labels_path: str | None = None, limit: int | None
     Lines are `{"id", "text", "label"}` examples; with `labels_path`, they are chat messages and the labels
     come from that file's `{"id", "label"}` lines (chats without a label, malformed lines among them, are skipped).
     """
-    lines = [line for path in sorted(glob.glob(pattern)) for line in Path(path).read_text("utf-8").splitlines()]
+    lines = _lines(pattern)
     if labels_path is None:
-        examples = [LabeledExample.model_validate_json(line) for line in lines if line.strip()]
-        pairs = [(example.as_chat(), example.label) for example in examples]
+        pairs = [(example.as_chat(), example.label) for example in map(LabeledExample.model_validate_json, lines)]
     else:
         labels = {str(row["id"]): row["label"] for row in map(json.loads, Path(labels_path).read_text().splitlines())}
         chats = [chat for chat in map(_json_object, lines) if chat and str(chat.get("id")) in labels]
@@ -72,6 +91,18 @@ def load_labeled(pattern: str, labels_path: str | None = None, limit: int | None
     if repeated:
         raise ValueError(f"labeled ids must be unique; repeated: {repeated[:5]}")
     return pairs[:limit]
+
+
+def load_references(pattern: str, ids: set[str]) -> list[LabeledExample]:
+    """The examples among `ids` that carry a reference summary or reply, in file order."""
+    examples = map(LabeledExample.model_validate_json, _lines(pattern))
+    return [example for example in examples if str(example.id) in ids and example.has_references]
+
+
+def _lines(pattern: str) -> list[str]:
+    """The non-blank lines of the files that match `pattern`, files in name order."""
+    paths = sorted(glob.glob(pattern))
+    return [line for path in paths for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
 
 
 def _json_object(line: str) -> dict | None:
@@ -116,33 +147,48 @@ def _no_sentiments(failure: tuple[list, tuple]):
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, chats: list[dict], triage: Triage | PickSentiment, output_prefix: str
+    pipeline: beam.Pipeline, chats: list[dict], triage: Triage | PickSentiment | TriageChats, output_prefix: str
 ) -> None:
-    """Writes `{"id", "sentiment"}` lines, `sentiment` null where the chat ended in `error`."""
-    parsed = (
-        pipeline
-        | "Chats" >> beam.Create([json.dumps(chat, ensure_ascii=False).encode("utf-8") for chat in chats])
-        | "ParseAndValidate" >> ParseChats()
-    )
-    no_sentiment = [parsed[ERROR]]
-    if isinstance(triage, PickSentiment):
-        sentiments = [parsed.chats | "PickSentiment" >> triage]
+    """Writes one `{"id", "sentiment"}` line per chat, `sentiment` null where the chat ended in `error`; `Triage`
+    adds each chat's `summary`, and the whole graph (`TriageChats`) also each negative chat's `draft`."""
+    payloads = pipeline | "Chats" >> beam.Create([json.dumps(chat, ensure_ascii=False).encode() for chat in chats])
+    if isinstance(triage, TriageChats):
+        outputs = payloads | "TriageChats" >> triage
+        predicted, failed = {"Main": outputs[MAIN], "Drafted": outputs[NEGATIVE]}, [outputs[ERROR]]
     else:
-        triaged = parsed.chats | "Triage" >> triage
-        sentiments = [
-            triaged[MAIN] | "MainSentiment" >> beam.Map(lambda row: (row.chat_id, row.sentiment)),
-            triaged[NEGATIVE] | "NegativeSentiment" >> beam.Map(lambda negative: (negative.chat.chat_id, -1)),
-        ]
-        no_sentiment.append(triaged[ERROR])
+        parsed = payloads | "ParseAndValidate" >> ParseChats()
+        failed = [parsed[ERROR]]
+        if isinstance(triage, PickSentiment):
+            predicted = {"Picked": parsed.chats | "PickSentiment" >> triage}
+        else:
+            triaged = parsed.chats | "Triage" >> triage
+            predicted = {"Main": triaged[MAIN], "Negative": triaged[NEGATIVE]}
+            failed.append(triaged[ERROR])
     predictions = (
-        *sentiments,
-        no_sentiment | "Errors" >> beam.Flatten() | "NoSentiment" >> beam.Map(lambda letter: (letter.chat_id, None)),
+        *(records | f"{name}Predictions" >> beam.Map(_prediction) for name, records in predicted.items()),
+        failed | "Errors" >> beam.Flatten() | "Failed" >> beam.Map(_failure),
     ) | "Predictions" >> beam.Flatten()
     _ = (
         predictions
-        | "ToJson" >> beam.MapTuple(lambda chat_id, sentiment: json.dumps({"id": chat_id, "sentiment": sentiment}))
+        | "ToJson" >> beam.Map(lambda prediction: json.dumps(prediction, ensure_ascii=False))
         | "Write" >> beam.io.WriteToText(output_prefix, file_name_suffix=".jsonl")
     )
+
+
+def _prediction(record: TriageRow | NegativeChat | ReviewMessage | tuple[str, int | None]) -> dict:
+    """What the model made of a chat: a row, a negative chat, a review message or a picked `(id, sentiment)`."""
+    if isinstance(record, TriageRow):
+        return {"id": record.chat_id, "sentiment": record.sentiment, "summary": record.summary}
+    if isinstance(record, NegativeChat):
+        return {"id": record.chat.chat_id, "sentiment": -1, "summary": record.reply.summary}
+    if isinstance(record, ReviewMessage):
+        return {"id": record.chat_id, "sentiment": -1, "summary": record.summary, "draft": record.draft_reply}
+    chat_id, sentiment = record
+    return {"id": chat_id, "sentiment": sentiment}
+
+
+def _failure(letter: DeadLetter) -> dict:
+    return {"id": letter.chat_id, "sentiment": -1 if letter.stage in APOLOGY_STAGES else None}
 
 
 def score(labels: dict[str, int], predicted: dict[str, int | None]) -> dict:
@@ -190,21 +236,33 @@ def run(argv: list[str] | None = None) -> SentimentComparison:
     if not pairs:
         raise SystemExit(f"no labeled rows in {evaluation.labeled}")
     labels = {str(chat["id"]): label for chat, label in pairs}
+    # Chat files with a labels file carry no references; neither does a run that writes no text.
+    with_text = evaluation.label_file is None and not evaluation.sentiment_only
+    references = load_references(evaluation.labeled, set(labels)) if with_text else []
     reports = []
     for preset in [triage_options.model, *(evaluation.compare or [])]:
         triage_options.model = preset
-        reports.append(_evaluate(options, pairs, labels, evaluation.sentiment_only))
+        reports.append(_evaluate(options, pairs, labels, references))
         print(reports[-1].model_dump_json(), flush=True)
     comparison = SentimentComparison(reports=reports)
-    print(comparison_table(comparison))
+    print(render(comparison))
     print(comparison.model_dump_json())
     return comparison
 
 
-def _evaluate(options: PipelineOptions, pairs: list[tuple[dict, int]], labels: dict, sentiment_only: bool):
+def _evaluate(
+    options: PipelineOptions, pairs: list[tuple[dict, int]], labels: dict, references: list[LabeledExample]
+) -> SentimentReport:
     """One model's report: the rows through the job's transforms on a pipeline of their own."""
-    handler, prompt = triage_model(options.view_as(TriageOptions), choose_only=sentiment_only)
-    transform = PickSentiment(handler, prompt) if sentiment_only else Triage(handler, prompt)
+    triage_options, sentiment_only = options.view_as(TriageOptions), options.view_as(EvaluateOptions).sentiment_only
+    triage = triage_model(triage_options, choose_only=sentiment_only)
+    if sentiment_only:
+        transform = PickSentiment(*triage)
+    elif references:
+        apology = apology_model(triage_options)
+        transform = TriageChats.from_models(triage, apology, triage_options.inference_timeout_secs)
+    else:
+        transform = Triage(*triage)
     with tempfile.TemporaryDirectory() as scratch:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, [chat for chat, _ in pairs], transform, os.path.join(scratch, "p"))
@@ -212,7 +270,11 @@ def _evaluate(options: PipelineOptions, pairs: list[tuple[dict, int]], labels: d
         result = pipeline.run()
         result.wait_until_finish()
         wall_seconds = time.monotonic() - started
-        rows = [json.loads(line) for path in glob.glob(os.path.join(scratch, "p*")) for line in open(path)]
+        rows = []
+        for path in glob.glob(os.path.join(scratch, "p*")):
+            with open(path) as lines:
+                rows += [json.loads(line) for line in lines]
+    handler, prompt = triage
     return SentimentReport(
         **score(labels, {row["id"]: row["sentiment"] for row in rows}),
         chats_per_second=round(len(pairs) / max(_inference_seconds(result), 1e-9), 3),
@@ -220,7 +282,37 @@ def _evaluate(options: PipelineOptions, pairs: list[tuple[dict, int]], labels: d
         model_id=handler.model_id,
         prompt_version=prompt.version,
         sentiment_only=sentiment_only,
+        text=text_report(references, {row["id"]: row for row in rows}) if references else None,
     )
+
+
+def text_report(references: list[LabeledExample], predicted: dict[str, dict]) -> TextReport:
+    """The summaries and drafts the model wrote (`predicted`, by chat id) against the references."""
+    summaries = [_written(example, example.summary, predicted, "summary") for example in references if example.summary]
+    replies = [_written(example, example.reply, predicted, "draft") for example in references if example.reply]
+    return TextReport(
+        summaries=text_metrics.score_texts(summaries),
+        replies=text_metrics.score_texts(replies),
+        worst_replies=text_metrics.worst(replies),
+    )
+
+
+def _written(example: LabeledExample, reference: str, predicted: dict[str, dict], field: str) -> text_metrics.Written:
+    chat_id = str(example.id)
+    return text_metrics.Written(
+        id=chat_id, chat=example.text, reference=reference, text=predicted.get(chat_id, {}).get(field),
+        key_terms=example.key_terms, chat_language=example.language,
+    )
+
+
+def render(comparison: SentimentComparison) -> str:
+    """What a person reads: the sentiment table and, where the rows carry references, the text table and each
+    model's worst drafts."""
+    parts = [comparison_table(comparison)]
+    if any(report.text for report in comparison.reports):
+        parts.append(text_table(comparison))
+        parts.extend(worst_replies(report) for report in comparison.reports if report.text)
+    return "\n\n".join(parts)
 
 
 def comparison_table(comparison: SentimentComparison) -> str:
@@ -235,6 +327,39 @@ def comparison_table(comparison: SentimentComparison) -> str:
             f"| {report.model_id} | {report.prompt_version} | {report.rows} | {report.macro_recall:.3f} | "
             f"{report.macro_f1:.3f} | {recall} | {report.valid_share:.0%} | {report.chats_per_second} |"
         )
+    return "\n".join(lines)
+
+
+def text_table(comparison: SentimentComparison) -> str:
+    """The text reports side by side, one line per model and kind of text, as a Markdown table."""
+    lines = [
+        "| model | text | written / references | chrF | names the problem | in the chat's language | "
+        "most common 6 words: share | mean length (words; ko: characters) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for report in comparison.reports:
+        if report.text:
+            for kind, scores in (("summaries", report.text.summaries), ("replies", report.text.replies)):
+                lengths = ", ".join(f"{language} {value}" for language, value in scores.mean_length.items())
+                lines.append(
+                    f"| {report.model_id} | {kind} | {scores.written} / {scores.references} | {_figure(scores.chrf)} | "
+                    f"{_figure(scores.names_problem)} | {_figure(scores.in_chat_language)} | "
+                    f"{_figure(scores.boilerplate_share)} \"{scores.boilerplate_run or ''}\" | {lengths} |"
+                )
+    return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def worst_replies(report: SentimentReport) -> str:
+    """A model's worst drafts by chrF, each with its chat and the reference, for a person to read."""
+    lines = [f"Worst drafts of {report.model_id} (sentence chrF, lowest first):"]
+    for reply in report.text.worst_replies:
+        lines.append(f"\n[{reply.id}] chrF {reply.chrf}")
+        for name, text in (("chat", reply.chat), ("reference", reply.reference), ("draft", reply.draft)):
+            lines.append(f"  {name}:\n" + "\n".join(f"    {line}" for line in text.splitlines()))
     return "\n".join(lines)
 
 

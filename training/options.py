@@ -19,7 +19,9 @@ class EvaluateOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         files = parser.add_argument_group(INPUT_OUTPUT)
         files.add_argument(
-            "--labeled", help='Glob of JSON Lines files: {"id", "text", "label"} lines, or chats with --label_file.'
+            "--labeled",
+            help='Glob of JSON Lines files: {"id", "text", "label"} lines, or chats with --label_file. Lines that '
+            'carry references ("summary", "reply", "key_terms", "language") also get a report of the text.',
         )
         files.add_argument(
             "--label_file", default=None,
@@ -33,7 +35,8 @@ class EvaluateOptions(PipelineOptions):
         )
         evaluation.add_argument(
             "--sentiment_only", action="store_true",
-            help="Score mode: only pick the label, without generating the summary (several times faster).",
+            help="Score mode: only pick the label, without generating the summary or drafts, so without a report "
+            "of the text (several times faster).",
         )
 
 

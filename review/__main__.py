@@ -1,0 +1,7 @@
+"""`python -m review`: see review.main."""
+
+import sys
+
+from review.main import main
+
+sys.exit(main())
