@@ -198,13 +198,13 @@ def test_a_complaint_teaches_its_label_its_summary_and_its_reply(tiny_gemma):
 
 def test_a_text_batch_pairs_each_position_with_the_token_after_it(tiny_gemma):
     sequences = encode(_tiny_encoder(tiny_gemma), [COMPLAINT, COMPLAINT.model_copy(update={"id": "c2", "reply": None})])
-    text_batches = [batch for batch in batches(sequences, 4, 384) if batch.targets is not None]
-    assert sum(len(batch.rows) for batch in text_batches) == 3
-    for batch in text_batches:
-        for row, index in enumerate(batch.rows):
-            real = batch.target_mask[row] == 1
+    text_batches = [padded for padded in batches(sequences, 4, 384) if padded.targets is not None]
+    assert sum(len(padded.rows) for padded in text_batches) == 3
+    for padded in text_batches:
+        for row, index in enumerate(padded.rows):
+            real = padded.target_mask[row] == 1
             assert real.sum() == sequences[index].text_length
-            assert (batch.tokens[row, batch.positions[row, real] + 1] == batch.targets[row, real]).all()
+            assert (padded.tokens[row, padded.positions[row, real] + 1] == padded.targets[row, real]).all()
 
 
 def test_tuning_on_reference_texts_lowers_their_held_out_loss(tiny_gemma, tmp_path):

@@ -124,7 +124,9 @@ class LoraTrainer:
 
 
 def _arrays(batch: Batch) -> dict:
-    arrays = {"tokens": batch.tokens, "label_at": batch.label_at, "labels": batch.labels, "label_mask": batch.label_mask}
+    arrays = {
+        "tokens": batch.tokens, "label_at": batch.label_at, "labels": batch.labels, "label_mask": batch.label_mask,
+    }
     if batch.targets is not None:
         arrays |= {"positions": batch.positions, "targets": batch.targets, "target_mask": batch.target_mask}
     return arrays
