@@ -19,7 +19,8 @@ class Family(enum.StrEnum):
 
     BASE = "base"  # pretrained only: continues text, so it gets few-shot completion prompts
     INSTRUCT = "instruct"  # instruction-tuned: follows chat turns
-    TUNED = "tuned"  # a base model with a LoRA from `training.tune`: short prompts it was trained on
+    TUNED = "tuned"  # a base model with a sentiment LoRA from `training.tune`: short scoring prompt, base prompts else
+    TASK = "task"  # a base model with a LoRA of `training.tune --family task`: label, summary and reply, no examples
 
 
 class SentimentMode(enum.StrEnum):
@@ -33,8 +34,8 @@ class SentimentMode(enum.StrEnum):
 _INSTRUCT_NAME = re.compile(r"instruct|(^|[_-])it($|[_-])", re.IGNORECASE)
 
 
-# The prompts a tuned preset was trained on; for its other tasks it is still the base model it was tuned from.
-_TUNED_PROMPTS = frozenset({"triage_score", "apology"})
+# The prompts a tuned family's presets were trained on; for their other tasks they are still the base model.
+_TRAINED_PROMPTS = {Family.TUNED: frozenset({"triage_score"}), Family.TASK: frozenset({"triage_score", "apology"})}
 
 
 def detect_family(preset: str) -> Family:
@@ -104,7 +105,7 @@ class PromptTemplate:
 def prompt_name(task: str, family: Family, mode: SentimentMode | None = None) -> str:
     """The file a task's prompt lives in: `base/triage_score`, `instruct/apology`, …"""
     file = f"{task}_{mode.value}" if mode else task
-    if family is Family.TUNED and file not in _TUNED_PROMPTS:
+    if family in _TRAINED_PROMPTS and file not in _TRAINED_PROMPTS[family]:
         family = Family.BASE
     return f"{family.value}/{file}"
 

@@ -166,15 +166,17 @@ def test_a_changed_base_is_refused(tuned_tiny, tiny_gemma, tmp_path):
         lora.load_causal_lm(str(moved))
 
 
-def test_the_tuned_family_has_its_own_triage_score_and_apology_prompts_and_the_base_ones_otherwise():
+def test_tuned_families_have_the_prompts_they_were_trained_on_and_the_base_ones_otherwise():
     assert prompt_name("triage", Family.TUNED, SentimentMode.SCORE) == "tuned/triage_score"
     assert prompt_name("triage", Family.TUNED, SentimentMode.GENERATE) == "base/triage_generate"
-    assert prompt_name("apology", Family.TUNED) == "tuned/apology"
+    assert prompt_name("apology", Family.TUNED) == "base/apology"
+    assert tune.prompts_of(Family.TASK) == ("task/triage_score", "task/apology")
+    assert prompt_name("triage", Family.TASK, SentimentMode.GENERATE) == "base/triage_generate"
 
 
 def _tiny_encoder(tiny_gemma: str) -> Encoder:
     tokenizer = native_logs.keras_hub().tokenizers.Tokenizer.from_preset(tiny_gemma)
-    return Encoder(tokenizer, load_prompt(tune.TUNED_PROMPT), load_prompt(tune.APOLOGY_PROMPT))
+    return Encoder(tokenizer, *map(load_prompt, tune.prompts_of(Family.TASK)))
 
 
 COMPLAINT = LabeledExample(
@@ -217,10 +219,12 @@ def test_tuning_on_reference_texts_lowers_their_held_out_loss(tiny_gemma, tmp_pa
         "--labeled", str(write_lines(tmp_path / "rows.jsonl", rows)), "--base", tiny_gemma, "--output",
         str(tmp_path / "lora"), "--rank", "4", "--epochs", "4", "--patience", "4", "--batch_size", "8",
         "--learning_rate", "0.01", "--validation_share", "0.25", "--train_layers", "2", "--text_repeats", "2",
+        "--family", "task", "--max_tokens", "384",
     ])
     losses = [epoch["held_out_text_loss"] for epoch in manifest["history"]]
     assert losses[-1] < losses[0] * 0.8, losses
-    assert manifest["apology_prompt"] == {"name": "tuned/apology", "version": load_prompt(tune.APOLOGY_PROMPT).version}
+    assert manifest["prompt"]["family"] == "task"
+    assert manifest["apology_prompt"] == {"name": "task/apology", "version": load_prompt("task/apology").version}
     assert manifest["data"]["text_sequences"] > manifest["data"]["training_rows"]
 
 

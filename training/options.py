@@ -8,6 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launch import HelpFormatter
 from pipeline.options import INPUT_OUTPUT
+from pipeline.prompts import Family
 
 EVALUATION = "evaluation"
 
@@ -72,7 +73,20 @@ def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
         "--limit", type=int, default=None, help="Train on at most N rows (after the held-out share is set aside)."
     )
     parser.add_argument(
-        "--max_tokens", type=int, default=384, help="Skip sequences (prompt and text) longer than this, in tokens."
+        "--max_tokens", type=int, default=256, help="Skip sequences (prompt and text) longer than this, in tokens."
+    )
+    parser.add_argument(
+        "--family", choices=[Family.TUNED.value, Family.TASK.value], default=Family.TUNED.value,
+        help="tuned: the sentiment label only (the summary and reply come from the base prompts); task: the label, "
+        "the summary and the reply, from the rows' reference texts, with prompts of their own.",
+    )
+    parser.add_argument(
+        "--max_label_only_rows", type=int, default=None,
+        help="Train on at most N of the rows without reference texts (e.g. tweets), keeping every row with them.",
+    )
+    parser.add_argument(
+        "--init", default=None,
+        help="A LoRA preset of this command (same base and rank) to start from instead of zero: a warm start.",
     )
     parser.add_argument(
         "--text_repeats", type=int, default=3,

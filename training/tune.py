@@ -1,14 +1,14 @@
-"""Fine-tuning entry point: LoRA on a KerasHub Gemma preset for the whole task the tuned prompts ask for: the
-sentiment label, the one-sentence summary and, for complaints, the reply.
+"""Fine-tuning entry point: LoRA on a KerasHub Gemma preset, for the sentiment label (`--family tuned`) or for the
+whole task (`--family task`): the label, the one-sentence summary and, for complaints, the reply.
 
-    python -m training.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl \
-        --labeled 'data/support_chats/train.jsonl' --output DIR [--base PRESET]
+    python -m training.tune --labeled ../shared/data/tweeteval_sentiment_train.jsonl --output DIR [--base PRESET]
+    python -m training.tune --family task --labeled 'data/support_chats/train.jsonl' --output DIR [--init LORA]
 
-Each labeled row is rendered with the tuned family's scoring prompt (`prompts/tuned/triage_score.toml`): the label
-is learned from the label tokens' logits after it (what score mode's argmax reads), with a class-weighted
-cross-entropy. A row with a reference summary also teaches the summary written after its true label, and one with
-a reference reply the reply written after the apology prompt (`prompts/tuned/apology.toml`): a teacher-forced
-cross-entropy on their tokens. One adapter serves both steps, so the triage and apology steps share one model.
+Each labeled row is rendered with its family's scoring prompt (`prompts/<family>/triage_score.toml`): the label is
+learned from the label tokens' logits after it (what score mode's argmax reads), with a class-weighted
+cross-entropy. In the task family, a row with a reference summary also teaches the summary written after its true
+label, and one with a reference reply the reply written after the apology prompt (`prompts/task/apology.toml`): a
+teacher-forced cross-entropy on their tokens. One adapter serves both steps, so they share one model.
 A share of the rows is held out: after each epoch its macro recall and text loss are reported and the best epoch's
 weights kept; training stops when it has not improved for `--patience` epochs. The output is a LoRA preset
 (`handlers.lora`) that `--model` loads. The report is printed as JSON on the last line.
@@ -17,6 +17,7 @@ weights kept; training stops when it has not improved for `--patience` epochs. T
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import random
@@ -35,7 +36,11 @@ from training.lora_steps import LoraTrainer
 from training.options import tune_options
 
 TUNED_PROMPT = prompt_name("triage", Family.TUNED, SentimentMode.SCORE)
-APOLOGY_PROMPT = prompt_name("apology", Family.TUNED)
+
+
+def prompts_of(family: Family) -> tuple[str, str]:
+    """The triage (score mode) and apology prompts a LoRA of `family` is trained on."""
+    return prompt_name("triage", family, SentimentMode.SCORE), prompt_name("apology", family)
 
 
 def split(
@@ -107,14 +112,23 @@ def run(argv: list[str] | None = None) -> dict:
 
         options.base = str(gguf_preset.build_preset())
     keras.utils.set_random_seed(options.seed)
-    triage, apology = load_prompt(TUNED_PROMPT, options.prompts_dir), load_prompt(APOLOGY_PROMPT, options.prompts_dir)
+    family = Family(options.family)
+    triage_name, apology_name = prompts_of(family)
+    triage, apology = load_prompt(triage_name, options.prompts_dir), load_prompt(apology_name, options.prompts_dir)
     examples = [example for pattern in options.labeled for example in read_examples(pattern)]
+    if family is Family.TUNED:
+        # Its scoring prompt hands the summary to the base prompt's examples: it learns the label only.
+        examples = [example.model_copy(update={"summary": None, "reply": None}) for example in examples]
     training_rows, held_out_rows = split(examples, options.validation_share, options.seed, options.limit)
+    training_rows = _cap_label_only(training_rows, options.max_label_only_rows)
     logging.info("%d training rows, %d held out", len(training_rows), len(held_out_rows))
 
     model = keras_hub.models.CausalLM.from_preset(options.base)
     backbone, tokenizer = model.backbone, model.preprocessor.tokenizer
     backbone.enable_lora(rank=options.rank)
+    if options.init:
+        # Warm start: a LoRA preset trained before (same base and rank) carries on, e.g. the sentiment LoRA.
+        backbone.load_lora_weights(str(Path(options.init, lora.ADAPTER_NAME)))
     frozen = backbone.transformer_layers[: len(backbone.transformer_layers) - options.train_layers]
     for layer in frozen:
         # Their LoRA weights stay zero: gradients then stop at the first trained layer, which saves most of the
@@ -137,17 +151,19 @@ def run(argv: list[str] | None = None) -> dict:
     description = {
         "base": lora.base_description(options.base),
         "rank": options.rank,
-        "prompt": {"family": Family.TUNED.value, "name": TUNED_PROMPT, "version": triage.version},
-        "apology_prompt": {"name": APOLOGY_PROMPT, "version": apology.version},
+        "prompt": {"family": family.value, "name": triage_name, "version": triage.version},
+        "apology_prompt": {"name": apology_name, "version": apology.version},
         "data": {
             "labeled": options.labeled,
             "label_counts": {CLASSES[label]: n for label, n in sorted(Counter(e.label for e in examples).items())},
             "training_rows": len(training_rows), "held_out_rows": len(held_out_rows),
             "training_sequences": len(training), "text_sequences": sum(1 for s in training if s.text_from),
             "dropped_longer_than_max_tokens": training_dropped + held_out_dropped,
-            "limit": options.limit,
+            "limit": options.limit, "max_label_only_rows": options.max_label_only_rows,
         },
         "seed": options.seed,
+        "init": {"path": options.init, "adapter_sha256": _sha256(Path(options.init, lora.ADAPTER_NAME))}
+        if options.init else None,
         "hyper_parameters": {
             "epochs": options.epochs, "batch_size": options.batch_size, "learning_rate": options.learning_rate,
             "optimizer": "adam",
@@ -199,6 +215,20 @@ def run(argv: list[str] | None = None) -> dict:
     (output / lora.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"output": str(output), "kept_epoch": best["epoch"], **best}))
     return manifest
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _cap_label_only(rows: list[LabeledExample], cap: int | None) -> list[LabeledExample]:
+    """The rows, with at most `cap` of those that carry no reference text (the first ones: rows are shuffled)."""
+    if cap is None:
+        return rows
+    label_only = [row for row in rows if not row.has_references][:cap]
+    kept = {id(row) for row in label_only}
+    return [row for row in rows if row.has_references or id(row) in kept]
 
 
 def _fitting(sequences: list[Sequence], max_tokens: int) -> tuple[list[Sequence], int]:
