@@ -45,9 +45,11 @@ def _copied_paths() -> list[str]:
 def test_the_image_copies_every_project_module_the_desk_loads_and_no_model_code():
     modules = _desk_modules()
     assert not [name for name in modules if name.split(".")[0] in HEAVY], "the desk runs without Beam, Keras or JAX"
+    # The virtual environment may live inside the checkout (.venv): its packages are not the project's files.
+    installed = Path(sys.prefix)
     project_files = sorted(
         Path(path).relative_to(ROOT).as_posix() for path in modules.values()
-        if path and Path(path).is_relative_to(ROOT)
+        if path and Path(path).is_relative_to(ROOT) and not Path(path).is_relative_to(installed)
     )
     copied = _copied_paths()
     missing = [
