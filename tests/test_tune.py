@@ -11,12 +11,13 @@ from handlers import lora, native_logs
 from pipeline import batch
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
-from tests.support import OBVIOUS_CHATS, write_lines
-from training import evaluate, tune
+from tests.support import OBVIOUS_CHATS, read_lines, write_lines
+from training import evaluate, text_metrics, tune
 from training.encoding import Encoder, batches, encode
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
+TASK = REPOSITORY / "models" / "gemma3-270m-task-lora"
 TUNED_VERSION = load_prompt(tune.TUNED_PROMPT).version
 
 # Rows a tiny model can learn in a few epochs: each class has its own words.
@@ -247,3 +248,20 @@ def test_the_shipped_lora_finds_every_angry_sample_chat():
         "--label_file", str(REPOSITORY / "samples" / "labels.jsonl"), "--model", str(SHIPPED), "--sentiment_only",
     ]).reports
     assert report.recall["negative"] == 1.0, report.confusion
+
+
+@pytest.mark.slow
+def test_the_task_lora_answers_each_complaint_in_its_language_on_the_real_270m(tmp_path):
+    """The whole-task candidate (`make tune-task`) through the batch job: its own prompts for both steps."""
+    chats = write_lines(tmp_path / "chats.jsonl", [
+        {"id": 1, "user_id": 5, "chat_message": "My pizza arrived two hours late and completely cold. Unacceptable."},
+        {"id": 2, "user_id": 6, "chat_message": "치킨이 덜 익어서 속이 빨갛게 나왔어요. 너무 불쾌합니다."},
+    ])
+    out = tmp_path / "out"
+    batch.run(["--input", str(chats), "--output_dir", str(out), "--model", str(TASK)])
+    drafts = {review["chat_id"]: review for review in read_lines(out, "negative")}
+    assert sorted(drafts) == ["1", "2"]
+    for chat_id, language in (("1", "en"), ("2", "ko")):
+        assert text_metrics.language_of(drafts[chat_id]["summary"]) == language, drafts[chat_id]
+        assert text_metrics.language_of(drafts[chat_id]["draft_reply"]) == language, drafts[chat_id]
+    assert {review["apology_prompt_version"] for review in drafts.values()} == {"apology-task-v1"}
