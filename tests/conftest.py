@@ -23,3 +23,12 @@ def gemma3_preset(tmp_path_factory) -> Path:
     from handlers import gguf_preset
 
     return gguf_preset.build_preset(tmp_path_factory.mktemp("gemma3") / "preset")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The local stack (Pub/Sub emulator and bqemulator), one per test module."""
+    from local.stack import LocalStack
+
+    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
+        yield running

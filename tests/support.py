@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from handlers.gemma import GemmaModelHandler
+from local.stack import LocalStack, Resources
 from pipeline import replay, run
 from pipeline.graph import TriageChats
 from pipeline.models import handler_prompt_args
@@ -123,3 +124,10 @@ def declared_flags(options_classes) -> dict[str, dict]:
     for options_class in options_classes:
         options_class._add_argparse_args(recorder)
     return recorder.flags
+
+
+def own_stack(stack: LocalStack, project: str) -> LocalStack:
+    """The running stack, with resources (topics, subscriptions, dataset) of a project of the test's own."""
+    own = stack.for_resources(Resources(project=project))
+    own.create_resources()
+    return own

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from local.job import StreamingJob, Tally, message_key
-from local.stack import LocalStack, Resources
+from local.stack import LocalStack
 from pipeline.contracts import TriageRow
 from pipeline.sinks import bigquery_schema
+from tests.support import own_stack
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "chats.jsonl"
@@ -24,16 +25,9 @@ MALFORMED = [
 CANCEL_LIMIT_SECS = 15
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
 def _run_job(stack: LocalStack, project: str, model: str, payloads: list[bytes], timeout: float, *flags: str):
     """Runs the job on resources of its own until everything published is accounted for; returns the tally."""
-    stack = stack.for_resources(Resources(project=project))
-    stack.create_resources()
+    stack = own_stack(stack, project)
     job = StreamingJob(stack, model, "--share_model_across_processes=false", *flags)
     try:
         stack.publish(payloads)

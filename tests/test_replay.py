@@ -15,13 +15,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from handlers.gemma import GemmaModelHandler
 from local.bigquery import EmulatorBigQueryClient
 from local.job import StreamingJob, Tally
-from local.stack import LocalStack, Resources
+from local.stack import LocalStack
 from pipeline import batch, replay
 from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 from pipeline.replay_plan import LatestPerChat
 from pipeline.sinks import rejected_row
-from tests.support import ExplodingHandler, read_lines, triage_graph, usage_error, write_lines
+from tests.support import ExplodingHandler, own_stack, read_lines, triage_graph, usage_error, write_lines
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
 MALFORMED = [b"not json", b'{"id": "m-2", "user_id": 2}']
@@ -193,12 +193,6 @@ class RecordingBigQueryClient(EmulatorBigQueryClient):
         return super().insert_rows_json(*args, row_ids=row_ids, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
 def _pull_all(stack: LocalStack, subscription: str) -> list:
     messages, batch = [], stack.pull(subscription)
     while batch:
@@ -218,8 +212,7 @@ def _replay_from(stack: LocalStack, subscription: str, model: str, *flags: str):
 
 
 def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack, tiny_gemma):
-    stack = stack.for_resources(Resources(project="replay-tiny"))
-    stack.create_resources()
+    stack = own_stack(stack, "replay-tiny")
     names = stack.resources
     drain = names.subscription("dead-letter-drain")
     stack.subscriber.create_subscription(name=drain, topic=names.dead_letter_topic, ack_deadline_seconds=60)

@@ -14,32 +14,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from local.stack import LocalStack, Resources, free_port
+from local.stack import LocalStack, free_port
 from pipeline.contracts import ReviewRow
 from pipeline.table_schema import bigquery_schema
 from review.app import create_app
 from review.db import make_engine, session_factory, upgrade
 from review.models import Draft, UnreadableMessage
 from tests.review_support import desk_on, publish_reviews, review_message, wait_for
+from tests.support import own_stack
 
 _LOGGER = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-def _own(stack: LocalStack, project: str) -> LocalStack:
-    own = stack.for_resources(Resources(project=project))
-    own.create_resources()
-    return own
 
 
 def _drafts(database_url: str) -> tuple[list[str], int]:
@@ -53,7 +41,7 @@ def _drafts(database_url: str) -> tuple[list[str], int]:
 
 
 def test_duplicates_give_one_draft_and_an_unreadable_message_is_kept(stack, tmp_path):
-    stack = _own(stack, "desk-ingest")
+    stack = own_stack(stack, "desk-ingest")
     database_url = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
     desk = desk_on(database_url, subscription=stack.resources.review_desk_subscription, subscriber=stack.subscriber)
     with TestClient(create_app(desk)):
@@ -88,7 +76,7 @@ def _desk_process(stack: LocalStack, database_url: str, subscription: str, log: 
 
 
 def test_a_desk_killed_between_commit_and_ack_loses_and_doubles_nothing(stack, tmp_path):
-    stack = _own(stack, "desk-crash")
+    stack = own_stack(stack, "desk-crash")
     # A subscription of its own with a short deadline: what the killed desk held comes back in 10 s, not 60.
     subscription = stack.resources.subscription("review-desk-crash")
     stack.subscriber.create_subscription(name=subscription, topic=stack.resources.review_topic, ack_deadline_seconds=10)
@@ -142,7 +130,7 @@ def _replies(stack: LocalStack, timeout: float = 5.0) -> list:
 
 
 def test_decisions_made_while_pubsub_and_bigquery_are_away_go_out_once_each(stack, tmp_path):
-    stack = _own(stack, "desk-outbox")
+    stack = own_stack(stack, "desk-outbox")
     names = stack.resources
     desk = desk_on(
         f"sqlite:///{tmp_path / 'desk.sqlite3'}", subscription=names.review_desk_subscription,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from local.job import StreamingJob, Tally
-from local.stack import LocalStack, Resources
 from tests.payloads import sample_payloads
+from tests.support import own_stack
 from tests.tiny_gemma import lesson_chats
 
 # The prompts the tiny model learned, and lengths that hold them.
@@ -22,18 +22,6 @@ TINY_FLAGS = (
     "--max_length=384", "--apology_max_length=384", "--model_family=instruct", "--share_model_across_processes=false",
     "--warm_up=false",
 )
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-def _own(stack: LocalStack, project: str) -> LocalStack:
-    own = stack.for_resources(Resources(project=project))
-    own.create_resources()
-    return own
 
 
 def _wave(name: str) -> list[bytes]:
@@ -52,7 +40,7 @@ def _settle(tally: Tally, job: StreamingJob, timeout: float) -> None:
 def test_generated_bad_input_through_the_streaming_job(stack, tiny_gemma):
     # Pub/Sub refuses empty messages, so those never reach the job.
     payloads = [payload for payload in sample_payloads(60) if payload]
-    stack = _own(stack, "faults-input")
+    stack = own_stack(stack, "faults-input")
     # With a timeout, as production should run: each batch in Beam's timeout thread, the model loaded inside it.
     job = StreamingJob(stack, tiny_gemma, *TINY_FLAGS, "--inference_timeout_secs=300")
     try:
@@ -66,7 +54,7 @@ def test_generated_bad_input_through_the_streaming_job(stack, tiny_gemma):
 
 
 def test_sinks_that_go_away_for_a_moment_lose_nothing(stack, tiny_gemma):
-    stack = _own(stack, "faults-sinks")
+    stack = own_stack(stack, "faults-sinks")
     job = StreamingJob(stack, tiny_gemma, *TINY_FLAGS)
     try:
         stack.publish(_wave("before"))
@@ -124,7 +112,7 @@ def test_a_restarted_job_accounts_for_everything_published_before_between_and_af
 ):
     """...and loses what the DirectRunner had read when it was cancelled: its Pub/Sub read acknowledges on read."""
     entered, release = model_stuck_on_marked_chats
-    stack = _own(stack, "faults-restart")
+    stack = own_stack(stack, "faults-restart")
     first = StreamingJob(stack, tiny_gemma, *TINY_FLAGS)
     try:
         stack.publish(_wave("before"))
