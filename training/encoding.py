@@ -50,11 +50,10 @@ class Encoder:
 
     def summary_row(self, example: LabeledExample) -> Sequence:
         """The scoring prompt, the true label and `then`, and the reference summary to write, up to the stop."""
-        label = self._labels.index(example.label)
-        prompt = [self._tokenizer.start_token_id, *self._ids(self._triage.render(chat=example.text))]
-        context = [*prompt, *self._ids(self._label_words[label] + self._triage.scoring.then)]
+        labelled = self.label_row(example)
+        context = [*labelled.tokens, *self._ids(self._label_words[labelled.label] + self._triage.scoring.then)]
         target = self._ids(f" {example.summary}{self._triage.stop[0]}")
-        return Sequence((*context, *target), len(prompt) - 1, label, text_from=len(context))
+        return Sequence((*context, *target), labelled.label_at, labelled.label, text_from=len(context))
 
     def reply_row(self, example: LabeledExample) -> Sequence:
         """The apology prompt (with the reference summary) and the reference reply to write, up to the stop."""
@@ -94,9 +93,9 @@ class Batch:
 def batches(sequences: list[Sequence], batch_size: int, max_tokens: int, rng: np.random.Generator | None = None):
     """Batches of sequences of one length bucket and one kind (label only, or with text), padded to `batch_size`
     rows; shuffled when `rng` is given."""
-    groups = defaultdict(list)
+    groups, widths = defaultdict(list), length_buckets(max_tokens)
     for index, sequence in enumerate(sequences):
-        width = next(length for length in length_buckets(max_tokens) if length >= len(sequence.tokens))
+        width = next(length for length in widths if length >= len(sequence.tokens))
         groups[(width, bool(sequence.text_from))].append(index)
     plan = []
     for (width, text), indices in sorted(groups.items()):
