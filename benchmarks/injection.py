@@ -21,8 +21,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.launch import Job
-from pipeline.logs import drop_known_false_alarms
+from pipeline.launch import Job, main
 from pipeline.models import triage_model, use_default_model
 from pipeline.options import INPUT_OUTPUT, TriageOptions
 from pipeline.triage import Triage
@@ -94,6 +93,4 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    drop_known_false_alarms()
-    run()
+    main(run, wait=False, level=logging.WARNING)

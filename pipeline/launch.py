@@ -118,9 +118,10 @@ class Job:
         return pipeline.run()
 
 
-def main(start: Callable[[], beam.runners.runner.PipelineResult], *, wait: bool = True) -> None:
-    """Runs a job from the command line, its progress logged at INFO."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(start: Callable[[], object], *, wait: bool = True, level: int = logging.INFO) -> None:
+    """Runs a command: logs at `level` (the jobs' progress at INFO), without Beam's known false alarms, and with
+    `wait`, waits for the pipeline result `start` returns."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     drop_known_false_alarms()
     result = start()
     if wait:

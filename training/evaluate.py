@@ -42,8 +42,7 @@ from pipeline.contracts import (
 )
 from pipeline.graph import TriageChats
 from pipeline.inputs import ParseChats
-from pipeline.launch import Job
-from pipeline.logs import drop_known_false_alarms
+from pipeline.launch import Job, main
 from pipeline.models import TRIAGE_NAMESPACE, apology_model, triage_model, use_default_model
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
@@ -365,6 +364,4 @@ def worst_replies(report: SentimentReport) -> str:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    drop_known_false_alarms()
-    run()
+    main(run, wait=False, level=logging.WARNING)
