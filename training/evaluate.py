@@ -79,24 +79,31 @@ def load_labeled(pattern: str, labels_path: str | None = None, limit: int | None
     Lines are `{"id", "text", "label"}` examples; with `labels_path`, they are chat messages and the labels
     come from that file's `{"id", "label"}` lines (chats without a label, malformed lines among them, are skipped).
     """
-    lines = _lines(pattern)
     if labels_path is None:
-        pairs = [(example.as_chat(), example.label) for example in map(LabeledExample.model_validate_json, lines)]
-    else:
-        labels = {str(row["id"]): row["label"] for row in map(json.loads, Path(labels_path).read_text().splitlines())}
-        chats = [chat for chat in map(_json_object, lines) if chat and str(chat.get("id")) in labels]
-        pairs = [(chat, labels[str(chat["id"])]) for chat in chats]
-    ids = Counter(str(chat["id"]) for chat, _ in pairs)
-    repeated = sorted(chat_id for chat_id, count in ids.items() if count > 1)
+        return [(example.as_chat(), example.label) for example in read_examples(pattern)][:limit]
+    labels = {str(row["id"]): row["label"] for row in map(json.loads, Path(labels_path).read_text().splitlines())}
+    chats = [chat for chat in map(_json_object, _lines(pattern)) if chat and str(chat.get("id")) in labels]
+    _require_unique(str(chat["id"]) for chat in chats)
+    return [(chat, labels[str(chat["id"])]) for chat in chats][:limit]
+
+
+def read_examples(pattern: str) -> list[LabeledExample]:
+    """The labeled rows of the files `pattern` matches, in file order, with their reference texts where they have
+    any; ids must be unique."""
+    examples = [LabeledExample.model_validate_json(line) for line in _lines(pattern)]
+    _require_unique(str(example.id) for example in examples)
+    return examples
+
+
+def _require_unique(ids) -> None:
+    repeated = sorted(chat_id for chat_id, count in Counter(ids).items() if count > 1)
     if repeated:
         raise ValueError(f"labeled ids must be unique; repeated: {repeated[:5]}")
-    return pairs[:limit]
 
 
 def load_references(pattern: str, ids: set[str]) -> list[LabeledExample]:
     """The examples among `ids` that carry a reference summary or reply, in file order."""
-    examples = map(LabeledExample.model_validate_json, _lines(pattern))
-    return [example for example in examples if str(example.id) in ids and example.has_references]
+    return [example for example in read_examples(pattern) if str(example.id) in ids and example.has_references]
 
 
 def _lines(pattern: str) -> list[str]:

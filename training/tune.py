@@ -31,7 +31,7 @@ from handlers import lora, native_logs
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 from training.encoding import Encoder, Sequence, batches, encode
-from training.evaluate import CLASSES, score
+from training.evaluate import CLASSES, read_examples, score
 from training.lora_steps import LoraTrainer
 from training.options import tune_options
 
@@ -90,17 +90,6 @@ def _class_weights(targets: np.ndarray) -> np.ndarray:
     return (len(targets) / (len(CLASSES) * np.maximum(counts, 1))).astype("float32")
 
 
-def read_examples(pattern: str) -> list[LabeledExample]:
-    """The labeled rows of the files `pattern` matches, with their reference texts where they have any."""
-    paths = sorted(glob.glob(pattern))
-    if not paths:
-        raise FileNotFoundError(f"no file matches {pattern}")
-    return [
-        LabeledExample.model_validate_json(line)
-        for path in paths for line in Path(path).read_text("utf-8").splitlines() if line.strip()
-    ]
-
-
 def run(argv: list[str] | None = None) -> dict:
     """Parses flags, trains, saves the LoRA preset and returns (and prints) its manifest."""
     import keras
@@ -115,6 +104,9 @@ def run(argv: list[str] | None = None) -> dict:
     family = Family(options.family)
     triage_name, apology_name = prompts_of(family)
     triage, apology = load_prompt(triage_name, options.prompts_dir), load_prompt(apology_name, options.prompts_dir)
+    unmatched = [pattern for pattern in options.labeled if not glob.glob(pattern)]
+    if unmatched:
+        raise FileNotFoundError(f"no file matches {', '.join(unmatched)}")
     examples = [example for pattern in options.labeled for example in read_examples(pattern)]
     if family is Family.TUNED:
         # Its scoring prompt hands the summary to the base prompt's examples: it learns the label only.
