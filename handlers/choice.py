@@ -40,17 +40,39 @@ class Choice:
         )
         return mean - np.asarray(self.offsets, dtype="float32") if self.offsets else mean
 
+    def scores(
+        self, model: KerasHubGenerator, prompts: list[str], prior: np.ndarray, *,
+        pad_to: int | None = None, max_length: int | None = None,
+    ) -> np.ndarray:
+        """Each prompt's option scores relative to `prior` (see `prior`), shape (prompts, options): one scoring
+        pass, padded as `KerasHubGenerator.next_token_logprobs` pads it. A prompt left unscored has -inf."""
+        logprobs = model.next_token_logprobs(
+            prompts, model.token_ids(self.options), pad_to=pad_to, max_length=max_length
+        )
+        return logprobs - prior
+
+    def chosen(self, scores: np.ndarray) -> list[str]:
+        """The best option of each row of `scores`."""
+        return [self.options[best] for best in scores.argmax(axis=1)]
+
     def pick(
         self, model: KerasHubGenerator, prompts: list[str], prior: np.ndarray, *,
         pad_to: int | None = None, max_length: int | None = None,
     ) -> list[str]:
-        """The option each prompt's likeliest next token is, relative to `prior` (see `prior`): one scoring pass,
-        padded as `KerasHubGenerator.next_token_logprobs` pads it."""
-        scores = model.next_token_logprobs(prompts, model.token_ids(self.options), pad_to=pad_to, max_length=max_length)
-        return [self.options[best] for best in (scores - prior).argmax(axis=1)]
+        """The option each prompt's likeliest next token is, relative to `prior`."""
+        return self.chosen(self.scores(model, prompts, prior, pad_to=pad_to, max_length=max_length))
 
     def continuation(self, prompt: str, option: str) -> str:
         """What the model continues once `option` is chosen for `prompt`."""
         if self.continue_head and prompt.startswith(self.continue_head[0]):
             prompt = self.continue_head[1] + prompt[len(self.continue_head[0]) :]
         return prompt + option + self.then
+
+
+def confidence(scores: np.ndarray) -> list[float | None]:
+    """The best option's probability among the options, per row of `scores` (a softmax over the calibrated,
+    offset scores: the label's share of the model's belief in the three labels); None for a row not scored."""
+    best = scores.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        shares = np.exp(scores - best).sum(axis=1)
+    return [float(1.0 / share) if np.isfinite(share) else None for share in shares]

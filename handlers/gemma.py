@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.utils import shared
 
-from handlers.choice import Choice
+from handlers.choice import Choice, confidence
 from handlers.generator import Generation, KerasHubGenerator, SamplerSpec, WarmUp
 from handlers.shapes import batch_sizes, smallest_at_least
 
@@ -197,11 +197,15 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         pad_to = smallest_at_least(self._padded_sizes, len(prompts))
         # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.
         scored_up_to = None if self._choose_only else settings["max_length"]
-        picks = self._choice.pick(
+        scores = self._choice.scores(
             model, prompts, self._prior_of(model), pad_to=pad_to, max_length=scored_up_to,
         ) if self._choice else None
+        picks, shares = (self._choice.chosen(scores), confidence(scores)) if self._choice else (None, None)
         if picks and self._choose_only:
-            replies = [Generation("", 0, settings["max_length"], choice=pick) for pick in picks]
+            replies = [
+                Generation("", 0, settings["max_length"], choice=pick, confidence=share)
+                for pick, share in zip(picks, shares)
+            ]
             return self._results(batch, replies)
         if picks:
             prompts = [self._choice.continuation(prompt, pick) for prompt, pick in zip(prompts, picks)]
@@ -211,7 +215,9 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         )
         self._generate_calls.inc()
         if picks:
-            replies = [reply._replace(choice=pick) for reply, pick in zip(replies, picks)]
+            replies = [
+                reply._replace(choice=pick, confidence=share) for reply, pick, share in zip(replies, picks, shares)
+            ]
         return self._results(batch, replies)
 
     def _results(self, batch: Sequence[str], replies: list[Generation]) -> list[PredictionResult]:

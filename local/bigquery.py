@@ -62,6 +62,29 @@ class EmulatorBigQueryClient:
         """SQL queries, as `google.cloud.bigquery.Client.query` (the replay job's lookup of landed chats)."""
         return self._cloud.query(*args, **kwargs)
 
+    def get_table(self, *args, **kwargs):
+        """A table's metadata, as `google.cloud.bigquery.Client.get_table` (`pipeline.sinks.add_missing_columns`)."""
+        return self._cloud.get_table(*args, **kwargs)
+
+    def update_table(self, table, fields: list[str]):
+        """`google.cloud.bigquery.Client.update_table` for new columns (`pipeline.sinks.add_missing_columns`).
+
+        bqemulator's tables.patch changes its catalog only, not the DuckDB table under it (a row with the new field
+        is then refused), and its ALTER TABLE changes the DuckDB table only: a new column takes both here.
+        """
+        if fields != ["schema"]:
+            raise ValueError(f"the emulator's client updates schemas only, not {fields}")
+        present = {field.name for field in self._cloud.get_table(table.reference).schema}
+        for field in table.schema:
+            if field.name not in present:
+                column_type = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}.get(
+                    field.field_type, field.field_type
+                )
+                self._cloud.query(
+                    f"ALTER TABLE `{table.full_table_id.replace(':', '.')}` ADD COLUMN {field.name} {column_type}"
+                ).result()
+        return self._cloud.update_table(table, fields)
+
     def __getattr__(self, name: str):
         # `datasets`, `tables`, `jobs`, `tabledata`: the apitools services Beam calls.
         if name.startswith("_") or name in {"endpoint", "project"}:

@@ -5,9 +5,20 @@ from __future__ import annotations
 import base64
 import enum
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
 # Size limits. A chat over MAX_CHAT_CHARS (after stripping whitespace) is rejected whole, as a dead letter that
 # keeps the whole payload. A payload over MAX_PAYLOAD_BYTES is rejected before it is parsed (no valid chat comes
@@ -23,6 +34,8 @@ MAX_DRAFT_CHARS = 4_000
 # Ids arrive as JSON numbers or strings; bools and floats are rejected rather than coerced.
 Identifier = StrictInt | Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
 Sentiment = Annotated[StrictInt, Field(ge=-1, le=1)]
+# The chosen label's probability among the three, from the scoring pass (null where there is none: generate mode).
+Confidence = Annotated[float, Field(ge=0, le=1)]
 
 
 def utc_now() -> datetime:
@@ -41,6 +54,15 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Correction(Record):
+    """An agent's verdict that a chat the model called positive or neutral is a complaint: the review desk sends
+    the chat back with it, and the pipeline drafts its apology without triaging it again."""
+
+    sentiment: Literal[-1] = -1
+    summary: str = Field(description="the model's summary from the first pass, for the apology prompt")
+    reviewer: str
+
+
 class ChatMessage(Record):
     """A finished support chat, as it arrives on Pub/Sub or in a JSON Lines file."""
 
@@ -53,14 +75,16 @@ class ChatMessage(Record):
     ]
     message_id: str | None = Field(default=None, description="Pub/Sub message id, for tracing.")
     publish_time: datetime | None = Field(default=None, description="Pub/Sub publish time.")
+    correction: Correction | None = Field(default=None, description="Set by the review desk only (Correction).")
 
     @property
     def chat_id(self) -> str:
         return str(self.id)
 
     def payload(self) -> str:
-        """The message as the upstream system sent it, without the Pub/Sub envelope."""
-        return self.model_dump_json(include={"id", "user_id", "chat_message"})
+        """The message as the upstream system (or the desk, with its correction) sent it, without the Pub/Sub
+        envelope."""
+        return self.model_dump_json(include={"id", "user_id", "chat_message", "correction"}, exclude_none=True)
 
 
 class ModelReply(Record):
@@ -92,6 +116,8 @@ class TriageRow(Record):
     model_id: str
     prompt_version: str
     processed_at: datetime
+    # Last, and optional: a table made before it gains the column at the job's start (pipeline.sinks).
+    confidence: Confidence | None = Field(None, description="the sentiment's probability (Confidence)")
 
 
 class NegativeChat(Record):
@@ -101,6 +127,7 @@ class NegativeChat(Record):
     reply: ModelReply
     model_id: str
     prompt_version: str
+    confidence: Confidence | None = None
 
 
 class ReviewMessage(Record):
@@ -115,6 +142,45 @@ class ReviewMessage(Record):
     triage_prompt_version: str
     apology_prompt_version: str
     processed_at: datetime
+    confidence: Confidence | None = Field(None, description="the negative label's probability (Confidence)")
+
+
+class CheckReason(str, enum.Enum):
+    """Why a positive or neutral chat went to an agent for a sentiment check."""
+
+    LOW_CONFIDENCE = "low_confidence"  # under --check_below_confidence
+    SAMPLED = "sampled"  # in the --check_sample_rate share
+
+
+class SentimentCheck(Record):
+    """A positive or neutral chat for an agent to confirm or correct the label of: no draft. Its row is in
+    BigQuery too; it reaches the review topic beside the review messages, told apart by `kind`."""
+
+    kind: Literal["check"] = "check"
+    chat_id: str
+    user_id: str
+    chat_message: str
+    summary: str
+    sentiment: Annotated[int, Field(ge=0, le=1)]
+    confidence: Confidence | None
+    reason: CheckReason
+    model_id: str
+    prompt_version: str
+    processed_at: datetime
+
+
+def _review_kind(value: Any) -> str:
+    # Review messages came before checks and carry no kind.
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind or "apology"
+
+
+# What the review topic carries: a review message (a draft to decide) or a sentiment check.
+REVIEW_TOPIC_MESSAGE = TypeAdapter(
+    Annotated[
+        Annotated[ReviewMessage, Tag("apology")] | Annotated[SentimentCheck, Tag("check")], Discriminator(_review_kind)
+    ]
+)
 
 
 class ReviewDecision(str, enum.Enum):

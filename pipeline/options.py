@@ -16,12 +16,21 @@ INPUT_OUTPUT = "input and output"
 MODEL = "model"
 BATCHING = "batching"
 RELIABILITY = "reliability"
-GROUPS = (INPUT_OUTPUT, MODEL, BATCHING, RELIABILITY)
+CHECKS = "sentiment checks"
+GROUPS = (INPUT_OUTPUT, MODEL, BATCHING, RELIABILITY, CHECKS)
 
 
 def _sampler(value: str) -> str | dict:
     """A KerasHub sampler: a name (`greedy`, `top_k`) or a JSON config such as `{"class_name": "top_k", ...}`."""
     return json.loads(value) if value.lstrip().startswith("{") else value
+
+
+def _share(value: str) -> float:
+    """A number from 0 to 1."""
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise ValueError(f"expected a number from 0 to 1, got {value!r}")
+    return share
 
 
 def _bool(value: str) -> bool:
@@ -85,6 +94,18 @@ class TriageOptions(PipelineOptions):
             "--inference_timeout_secs", type=int, default=None,
             help="Longest one batch may take, model load included (the first batch also compiles); a batch that "
             "takes longer is abandoned and its chats dead-lettered. Default: no limit.",
+        )
+        checks = parser.add_argument_group(CHECKS)
+        checks.add_argument(
+            "--check_below_confidence", type=_share, default=None,
+            help="Send each positive or neutral chat whose label's confidence is under this (0 to 1) to the review "
+            "topic as a sentiment check too; its BigQuery row is still written. Score mode only (generate mode has "
+            "no confidence). Default: none.",
+        )
+        checks.add_argument(
+            "--check_sample_rate", type=_share, default=0.0,
+            help="Send this share (0 to 1) of the chats, chosen by a hash of the chat id (the same on replay), as "
+            "sentiment checks; a negative chat is reviewed with its draft anyway.",
         )
 
 

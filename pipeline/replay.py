@@ -26,7 +26,7 @@ from pipeline.launch import Job, main
 from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions
 from pipeline.replay_plan import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
 from pipeline.sinks import LandedChatIds, PublishRecords, WriteJsonLines, WriteTriageRows
-from pipeline.tags import ERROR, MAIN, NEGATIVE
+from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 
 SINK_FLAGS = ("bigquery_table", "review_topic", "dead_letter_topic", "parked_topic")
 
@@ -111,11 +111,17 @@ def build_pipeline(
     parked = (parsed[PARKED], plan[PARKED], attempts[PARKED]) | "AllParked" >> beam.Flatten()
 
     if settings.output_dir:
-        results = {MAIN: all_rows, NEGATIVE: outputs[NEGATIVE], ERROR: attempts.retry, PARKED: parked}
+        results = {
+            MAIN: all_rows, NEGATIVE: outputs[NEGATIVE], CHECK: outputs[CHECK], ERROR: attempts.retry, PARKED: parked,
+        }
         for name, records in results.items():
             records | f"Write_{name}" >> WriteJsonLines(os.path.join(settings.output_dir, name))
     else:
-        outputs[NEGATIVE] | "PublishForReview" >> PublishRecords(settings.review_topic)
+        (
+            (outputs[NEGATIVE], outputs[CHECK])
+            | "ForReview" >> beam.Flatten()
+            | "PublishForReview" >> PublishRecords(settings.review_topic)
+        )
         attempts.retry | "PublishDeadLetters" >> PublishRecords(settings.dead_letter_topic)
         parked | "PublishParked" >> PublishRecords(settings.parked_topic)
 

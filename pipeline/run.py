@@ -13,7 +13,7 @@ from pipeline.graph import TriageChats
 from pipeline.launch import Job, main
 from pipeline.options import StreamingOptions, TriageOptions
 from pipeline.sinks import PublishRecords, WriteTriageRows
-from pipeline.tags import ERROR, MAIN, NEGATIVE
+from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 
 
 def build_pipeline(
@@ -29,7 +29,11 @@ def build_pipeline(
         | "TriageChats" >> triage
     )
     rejected = outputs[MAIN] | "WriteToBigQuery" >> WriteTriageRows(options.bigquery_table, **bigquery_write_kwargs)
-    outputs[NEGATIVE] | "PublishForReview" >> PublishRecords(options.review_topic)
+    (
+        (outputs[NEGATIVE], outputs[CHECK])
+        | "ForReview" >> beam.Flatten()
+        | "PublishForReview" >> PublishRecords(options.review_topic)
+    )
     (
         (outputs[ERROR], rejected)
         | "AllDeadLetters" >> beam.Flatten()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryWriteFn
@@ -60,8 +61,61 @@ def rejected_row(failure: tuple) -> DeadLetter:
     )
 
 
+def _table_client(table: str, test_client=None):
+    """A google-cloud-bigquery client for `table` (PROJECT:DATASET.TABLE) and the table's name as it spells it."""
+    from google.cloud import bigquery
+
+    reference = parse_table_reference(table)
+    name = f"{reference.projectId}.{reference.datasetId}.{reference.tableId}"
+    return test_client or bigquery.Client(project=reference.projectId), name
+
+
+def add_missing_columns(client, table_id: str, schema: dict) -> list[str]:
+    """Adds the columns of `schema` that the table lacks (a table made by an older version of the job), keeping
+    its rows; returns their names. A table that does not exist yet is left to CREATE_IF_NEEDED.
+
+    One `tables.patch` with the whole schema: adding NULLABLE columns is the one schema change BigQuery makes in
+    place. Two workers that patch at once send the same schema, so the race is harmless.
+    """
+    from google.api_core.exceptions import NotFound
+    from google.cloud import bigquery
+
+    try:
+        existing = client.get_table(table_id)
+    except NotFound:
+        return []
+    present = {field.name for field in existing.schema}
+    missing = [field for field in schema["fields"] if field["name"] not in present]
+    required = [field["name"] for field in missing if field["mode"] == "REQUIRED"]
+    if required:
+        raise ValueError(f"{table_id} lacks columns that are REQUIRED in the contract, which BigQuery cannot add: "
+                         f"{required}; make them optional")
+    if missing:
+        existing.schema = [*existing.schema, *map(bigquery.SchemaField.from_api_repr, missing)]
+        client.update_table(existing, ["schema"])
+    return [field["name"] for field in missing]
+
+
+class _AddMissingColumnsFn(beam.DoFn):
+    """Passes rows through; at setup, gives the table the contract's new columns (`add_missing_columns`), before
+    the first row of this worker is inserted."""
+
+    def __init__(self, table: str, test_client=None):
+        self._table = table
+        self._test_client = test_client
+
+    def setup(self):
+        client, name = _table_client(self._table, self._test_client)
+        if added := add_missing_columns(client, name, bigquery_schema(TriageRow)):
+            logging.info("added the columns %s to %s", ", ".join(added), name)
+
+    def process(self, row: TriageRow):
+        yield row
+
+
 class WriteTriageRows(beam.PTransform):
-    """TriageRows in (streaming inserts, table created if needed); dead letters for rejected rows out.
+    """TriageRows in (streaming inserts, table created if needed, new columns added); dead letters for rejected
+    rows out.
 
     Each row's insert id is its chat id, so BigQuery drops a chat written twice within its deduplication window
     (best effort, about a minute): a redelivered Pub/Sub message, a retried bundle. `WriteToBigQuery` makes its
@@ -79,6 +133,7 @@ class WriteTriageRows(beam.PTransform):
         table = self._table
         result = (
             rows
+            | "AddMissingColumns" >> beam.ParDo(_AddMissingColumnsFn(table, self._write_kwargs.get("test_client")))
             | "WithInsertIds" >> beam.Map(lambda row: (table, (row.model_dump(mode="json"), row.chat_id)))
             | "StreamInsertRows" >> beam.ParDo(
                 BigQueryWriteFn(
@@ -106,11 +161,7 @@ class _LandedChatIdsFn(beam.DoFn):
         self._test_client = test_client
 
     def setup(self):
-        from google.cloud import bigquery
-
-        reference = parse_table_reference(self._table)
-        self._name = f"{reference.projectId}.{reference.datasetId}.{reference.tableId}"
-        self._client = self._test_client or bigquery.Client(project=reference.projectId)
+        self._client, self._name = _table_client(self._table, self._test_client)
 
     def process(self, chat_ids: set[str]):
         from google.api_core.exceptions import NotFound

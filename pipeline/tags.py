@@ -6,3 +6,6 @@ MAIN = "main"
 NEGATIVE = "negative"
 # Whatever failed, at any stage: `DeadLetter`s, for the dead-letter topic and the replay job.
 ERROR = "error"
+# Positive and neutral chats an agent should look at (their rows go to `main` too): `SentimentCheck`s, for the
+# review topic.
+CHECK = "check"

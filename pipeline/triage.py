@@ -11,12 +11,15 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 from handlers.gemma import GemmaModelHandler
 from handlers.generator import Generation
 from pipeline import METRICS_NAMESPACE as NAMESPACE
+from pipeline.checks import NO_CHECKS, CheckPolicy
 from pipeline.contracts import (
     ApologyDraft,
     ChatMessage,
+    CheckReason,
     ModelReply,
     NegativeChat,
     ReviewMessage,
+    SentimentCheck,
     Stage,
     TriageRow,
     utc_now,
@@ -24,7 +27,7 @@ from pipeline.contracts import (
 from pipeline.dead_letters import chat_of, for_chat, for_failed_batch
 from pipeline.prompts import PromptTemplate
 from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
-from pipeline.tags import ERROR, MAIN, NEGATIVE
+from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 
 
 class CreatePrompts(beam.PTransform):
@@ -75,7 +78,7 @@ class _ParseReplyFn(beam.DoFn):
     def process(self, element: tuple[ChatMessage | NegativeChat, PredictionResult]):
         key, result = element
         try:
-            yield self.route(key, self.parse(_fitted(result)), result.model_id)
+            parsed = self.parse(_fitted(result))
         except ReplyError as error:
             self._invalid.inc()
             yield beam.pvalue.TaggedOutput(
@@ -85,6 +88,8 @@ class _ParseReplyFn(beam.DoFn):
                     model_id=result.model_id, prompt_version=self._prompt_version,
                 ),
             )
+            return
+        yield from self.route(key, parsed, result)
 
 
 class ParseTriageReplyFn(_ParseReplyFn):
@@ -93,13 +98,20 @@ class ParseTriageReplyFn(_ParseReplyFn):
     stage = Stage.TRIAGE_REPLY
     inference_stage = Stage.TRIAGE_INFERENCE
 
-    def __init__(self, prompt_version: str, labels: dict[str, int] | None = None):
-        """`labels` maps the options of a scoring prompt to their sentiment; without it replies are JSON."""
+    def __init__(
+        self, prompt_version: str, labels: dict[str, int] | None = None, checks: CheckPolicy = NO_CHECKS
+    ):
+        """`labels` maps the options of a scoring prompt to their sentiment; without it replies are JSON.
+        `checks` says which positive and neutral chats also go to `check`."""
         super().__init__(prompt_version)
         self._labels = labels
+        self._checks = checks
         self._sentiments = {
             value: beam.metrics.Metrics.counter(NAMESPACE, f"sentiment_{name}")
             for value, name in ((1, "positive"), (0, "neutral"), (-1, "negative"))
+        }
+        self._checks_sent = {
+            reason: beam.metrics.Metrics.counter(NAMESPACE, f"checks_sent_{reason.value}") for reason in CheckReason
         }
 
     def parse(self, generation: Generation) -> ModelReply:
@@ -107,16 +119,26 @@ class ParseTriageReplyFn(_ParseReplyFn):
             return parse_triage_reply(generation.text)
         return parse_scored_reply(self._labels[generation.choice], generation.text)
 
-    def route(self, chat: ChatMessage, reply: ModelReply, model_id: str):
+    def route(self, chat: ChatMessage, reply: ModelReply, result: PredictionResult):
         self._sentiments[reply.sentiment].inc()
+        confidence, model_id = result.inference.confidence, result.model_id
         if reply.sentiment < 0:
-            return beam.pvalue.TaggedOutput(
-                NEGATIVE, NegativeChat(chat=chat, reply=reply, model_id=model_id, prompt_version=self._prompt_version)
-            )
-        return TriageRow(
+            yield beam.pvalue.TaggedOutput(NEGATIVE, NegativeChat(
+                chat=chat, reply=reply, model_id=model_id, prompt_version=self._prompt_version, confidence=confidence,
+            ))
+            return
+        row = TriageRow(
             chat_id=chat.chat_id, user_id=str(chat.user_id), sentiment=reply.sentiment, summary=reply.summary,
-            model_id=model_id, prompt_version=self._prompt_version, processed_at=utc_now(),
+            model_id=model_id, prompt_version=self._prompt_version, processed_at=utc_now(), confidence=confidence,
         )
+        yield row
+        if reason := self._checks.reason(chat.chat_id, confidence):
+            self._checks_sent[reason].inc()
+            yield beam.pvalue.TaggedOutput(CHECK, SentimentCheck(
+                chat_message=chat.chat_message, reason=reason,
+                **row.model_dump(include={"chat_id", "user_id", "summary", "sentiment", "confidence", "model_id",
+                                          "prompt_version", "processed_at"}),
+            ))
 
 
 class ParseApologyFn(_ParseReplyFn):
@@ -128,12 +150,12 @@ class ParseApologyFn(_ParseReplyFn):
     def parse(self, generation: Generation) -> ApologyDraft:
         return parse_apology(generation.text)
 
-    def route(self, negative: NegativeChat, draft: ApologyDraft, model_id: str) -> ReviewMessage:
-        return ReviewMessage(
+    def route(self, negative: NegativeChat, draft: ApologyDraft, result: PredictionResult):
+        yield ReviewMessage(
             chat_id=negative.chat.chat_id, user_id=str(negative.chat.user_id),
             chat_message=negative.chat.chat_message, summary=negative.reply.summary, draft_reply=draft.text,
-            model_id=model_id, triage_prompt_version=negative.prompt_version,
-            apology_prompt_version=self._prompt_version, processed_at=utc_now(),
+            model_id=result.model_id, triage_prompt_version=negative.prompt_version,
+            apology_prompt_version=self._prompt_version, processed_at=utc_now(), confidence=negative.confidence,
         )
 
 
@@ -180,13 +202,18 @@ def _apology_fields(negative: NegativeChat) -> dict:
 
 
 class Triage(beam.PTransform):
-    """Chats in; a dict of `main` (BigQuery rows), `negative` (chats to apologise for) and `error` out."""
+    """Chats in; a dict of `main` (BigQuery rows), `negative` (chats to apologise for), `check` (rows for a person
+    to check, per `checks`) and `error` out."""
 
-    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None):
+    def __init__(
+        self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None,
+        checks: CheckPolicy = NO_CHECKS,
+    ):
         super().__init__()
         self._template = template
         labels = template.scoring.labels if template.scoring else None
-        self._ask = _AskGemma(handler, ParseTriageReplyFn(template.version, labels), timeout_secs, MAIN, NEGATIVE)
+        parse = ParseTriageReplyFn(template.version, labels, checks)
+        self._ask = _AskGemma(handler, parse, timeout_secs, MAIN, NEGATIVE, CHECK)
 
     def expand(self, chats):
         return chats | "CreatePrompts" >> CreatePrompts(self._template, _triage_fields) | "Gemma" >> self._ask

@@ -13,6 +13,7 @@ import pytest
 from handlers.gemma import GemmaModelHandler
 from local.stack import LocalStack, Resources
 from pipeline import replay, run
+from pipeline.checks import NO_CHECKS
 from pipeline.graph import TriageChats
 from pipeline.models import handler_prompt_args
 from pipeline.prompts import load_prompt
@@ -47,7 +48,7 @@ def usage_error(capsys, command: Callable[[], object]) -> str:
 
 
 def triage_graph(
-    preset: str, handler_cls=GemmaModelHandler, triage_prompt=GENERATE_PROMPT, **handler_kwargs
+    preset: str, handler_cls=GemmaModelHandler, triage_prompt=GENERATE_PROMPT, checks=NO_CHECKS, **handler_kwargs
 ) -> TriageChats:
     settings = {"max_length": 384, "share_across_processes": False, **handler_kwargs}
     triage, apology = load_prompt(triage_prompt), load_prompt(APOLOGY_PROMPT)
@@ -56,6 +57,7 @@ def triage_graph(
         handler_cls(preset, metrics_namespace="apology_model", **handler_prompt_args(apology), **settings),
         triage,
         apology,
+        checks=checks,
     )
 
 
