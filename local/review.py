@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             names = stack.resources
             settings = settings.model_copy(update={
                 "subscription": names.review_desk_subscription, "replies_topic": names.replies_topic,
-                "bigquery_table": names.reviews_table_name,
+                "chats_topic": names.input_topic, "bigquery_table": names.reviews_table_name,
             })
             desk = build_desk(settings, subscriber=stack.subscriber, publisher=stack.publisher, bigquery=stack.bigquery)
             with desk.sessions() as session:

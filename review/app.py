@@ -22,7 +22,7 @@ from review.deps import SignInRequired, signed_in_user
 from review.identity import IapVerifier
 from review.ingest import Ingest
 from review.outbox import Outbox
-from review.routes import drafts, queue, sign_in, stats
+from review.routes import checks, drafts, queue, sign_in, stats
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -60,7 +60,7 @@ def create_app(desk: Desk):
         dependencies=[Depends(signed_in_user)],
     )
     app.state.desk = desk
-    for area in (queue, drafts, stats, sign_in):
+    for area in (queue, drafts, checks, stats, sign_in):
         app.include_router(area.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(SignInRequired, _to_sign_in)

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         "", description="review subscription to pull drafts from (projects/P/subscriptions/S); none: no ingest"
     )
     replies_topic: str = Field("", description="topic for approved replies (projects/P/topics/T); none: not sent")
+    chats_topic: str = Field(
+        "", description="the pipeline's chats topic (projects/P/topics/T), where a chat a sentiment check corrected to "
+        "negative goes back for its apology draft; none: not sent"
+    )
     bigquery_table: str = Field(
         "", description="table for every decision (PROJECT:DATASET.TABLE, created if needed); none: not written"
     )

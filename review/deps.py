@@ -73,6 +73,18 @@ def page_reviewer(user: Annotated[str | None, Depends(signed_in_user)]) -> str:
     return user
 
 
+def api_reviewer(named: str | None, user: str | None, request: Request) -> str:
+    """Who decides through the JSON API: behind IAP the signed-in user; locally, the body's `reviewer` or the
+    sign-in name."""
+    behind_iap = request.app.state.desk.verifier is not None
+    if behind_iap and named not in (None, user):
+        raise HTTPException(status_code=422, detail=f"behind IAP the reviewer is the signed-in user, {user}")
+    reviewer = user if behind_iap else named or user
+    if reviewer is None:
+        raise HTTPException(status_code=422, detail="who decided? give `reviewer` (or sign in on the desk's page)")
+    return reviewer
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 NowDep = Annotated[datetime, Depends(now)]
 UserDep = Annotated[str | None, Depends(signed_in_user)]

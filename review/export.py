@@ -5,7 +5,9 @@
 `--output` gets one labeled row per decided chat whose sentiment the agent settled, `{"id", "text", "label"}`,
 which `--labeled` of the evaluation and of the tuning read as it is: the agent's corrected sentiment, else -1
 (negative, as the model said) when the agent approved or edited the reply or rejected only the draft. A chat
-rejected as not a complaint, or for another reason, with no sentiment given, has no label and is left out.
+rejected as not a complaint, or for another reason, with no sentiment given, has no label and is left out. Each
+sentiment check with a verdict is a row too, with the agent's sentiment (confirmed or corrected). A chat settled
+twice (a check corrected to negative, then its draft decided) has one row: the later label.
 `--pairs_output` gets each approved chat with the reply that was sent, for tuning the apology step.
 """
 
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from pipeline.contracts import LabeledExample, RejectReason, ReplyPair, ReviewDecision
 from review.config import DEFAULT_DATABASE_URL
 from review.db import make_engine, session_factory, upgrade
-from review.models import Decision, Draft
+from review.models import Check, Decision, Draft
 
 _LOGGER = logging.getLogger("review.export")
 # Decisions that confirm the model's negative sentiment without saying so.
@@ -51,21 +53,15 @@ def label(draft: Draft, decision: Decision) -> int | None:
 
 
 def export(sessions, output: Path, pairs_output: Path) -> tuple[int, int]:
-    """Writes both files from every decision, oldest first; returns (labeled rows, pairs)."""
-    labeled = pairs = 0
+    """Writes both files from every decision and check verdict, oldest first; returns (labeled rows, pairs)."""
+    labeled: dict[str, tuple] = {}
+    pairs = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     pairs_output.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        sessions() as session,
-        output.open("w", encoding="utf-8") as rows,
-        pairs_output.open("w", encoding="utf-8") as replies,
-    ):
+    with sessions() as session, pairs_output.open("w", encoding="utf-8") as replies:
         for draft, decision in session.execute(select(Draft, Decision).join(Decision).order_by(Decision.decided_at)):
             if (sentiment := label(draft, decision)) is not None:
-                example = LabeledExample(id=draft.chat_id, text=draft.chat_message, label=sentiment)
-                # Only the three fields: the contract's optional references stay for data sets that have them.
-                rows.write(example.model_dump_json(include={"id", "text", "label"}) + "\n")
-                labeled += 1
+                labeled[draft.chat_id] = (decision.decided_at, draft.chat_message, sentiment)
             if decision.final_text is not None:
                 pair = ReplyPair(
                     id=draft.chat_id, chat=draft.chat_message, reply=decision.final_text,
@@ -74,7 +70,16 @@ def export(sessions, output: Path, pairs_output: Path) -> tuple[int, int]:
                 )
                 replies.write(pair.model_dump_json() + "\n")
                 pairs += 1
-    return labeled, pairs
+        for check in session.scalars(select(Check).where(Check.verdict.is_not(None))):
+            if check.chat_id not in labeled or labeled[check.chat_id][0] < check.decided_at:
+                labeled[check.chat_id] = (check.decided_at, check.chat_message, check.verdict)
+    rows = sorted(labeled.items(), key=lambda item: item[1][0])
+    with output.open("w", encoding="utf-8") as lines:
+        for chat_id, (_decided_at, text, sentiment) in rows:
+            example = LabeledExample(id=chat_id, text=text, label=sentiment)
+            # Only the three fields: the contract's optional references stay for data sets that have them.
+            lines.write(example.model_dump_json(include={"id", "text", "label"}) + "\n")
+    return len(rows), pairs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""Ingest: review messages from the pipeline's review subscription into the desk's database, without loss.
+"""Ingest: review messages and sentiment checks from the pipeline's review subscription into the desk's database,
+without loss.
 
 Each message is committed before it is acknowledged, and stored at most once per chat id, so a message
 redelivered (not acknowledged in time, or the desk killed between its commit and its ack) or published twice
-adds nothing. A message that is not a review message is kept in `unreadable_messages` and acknowledged, so
-that it is neither lost nor redelivered forever.
+adds nothing. A message that is neither a review message nor a check is kept in `unreadable_messages` and
+acknowledged, so that it is neither lost nor redelivered forever.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.contracts import ReviewMessage, describe_validation_error, utc_now
-from review.models import Draft, UnreadableMessage
+from pipeline.contracts import REVIEW_TOPIC_MESSAGE, SentimentCheck, describe_validation_error, utc_now
+from review.models import Check, Draft, UnreadableMessage
 
 _LOGGER = logging.getLogger(__name__)
 # Messages held at once by the streaming pull: the database takes them one commit at a time anyway.
@@ -36,20 +37,26 @@ def _insert_ignoring_duplicates(session: Session, model: type, values: dict) -> 
 
 
 def store(session: Session, data: bytes, message_id: str, received_at: datetime) -> bool:
-    """Stores one review message and commits; True when its chat was new, False for a repeat or unreadable one."""
+    """Stores one review message or check and commits; True when its chat was new (as a draft or as a check),
+    False for a repeat or unreadable one."""
     try:
-        review = ReviewMessage.model_validate_json(data)
+        review = REVIEW_TOPIC_MESSAGE.validate_json(data)
     except ValidationError as error:
         reason = describe_validation_error(error)
-        _LOGGER.error("message %s is not a review message (%s): kept in unreadable_messages", message_id, reason)
+        _LOGGER.error("message %s is neither a review message nor a check (%s): kept in unreadable_messages",
+                      message_id, reason)
         _insert_ignoring_duplicates(
             session, UnreadableMessage,
             {"message_id": message_id, "data": data, "reason": reason, "received_at": received_at},
         )
         session.commit()
         return False
+    if isinstance(review, SentimentCheck):
+        model, fields = Check, review.model_dump(exclude={"kind"})
+    else:
+        model, fields = Draft, review.model_dump()
     added = _insert_ignoring_duplicates(
-        session, Draft, {**review.model_dump(), "received_at": received_at, "message_id": message_id}
+        session, model, {**fields, "received_at": received_at, "message_id": message_id}
     )
     session.commit()
     if not added:

@@ -1,6 +1,7 @@
 """`python -m review`: the desk with its real clients (Pub/Sub, BigQuery), served by uvicorn.
 
-    python -m review [--database_url URL] [--subscription S] [--replies_topic T] [--bigquery_table P:D.T] …
+    python -m review [--database_url URL] [--subscription S] [--replies_topic T] [--chats_topic T]
+        [--bigquery_table P:D.T] …
 
 `python -m review --help` lists every flag; each can also be set as `REVIEW_<FLAG>` in the environment.
 """
@@ -14,11 +15,13 @@ from pydantic_settings import CliApp
 
 from pipeline.contracts import utc_now
 from review.app import Desk, create_app
+from review.checks import CHATS
 from review.config import Settings
 from review.db import make_engine, session_factory, upgrade
+from review.decisions import REPLIES
 from review.identity import IapVerifier
 from review.ingest import Ingest
-from review.outbox import BigQueryTable, Outbox, RepliesTopic
+from review.outbox import BigQueryTable, Outbox, Topic
 
 _LOGGER = logging.getLogger("review")
 
@@ -31,8 +34,9 @@ def build_desk(settings: Settings, *, subscriber=None, publisher=None, bigquery=
     destinations = []
     if settings.bigquery_table and bigquery is not None:
         destinations.append(BigQueryTable(bigquery, settings.bigquery_table_id()))
-    if settings.replies_topic and publisher is not None:
-        destinations.append(RepliesTopic(publisher, settings.replies_topic))
+    for name, topic in ((REPLIES, settings.replies_topic), (CHATS, settings.chats_topic)):
+        if topic and publisher is not None:
+            destinations.append(Topic(name, publisher, topic))
     ingest = None
     if settings.subscription and subscriber is not None:
         ingest = Ingest(subscriber, settings.subscription, sessions, clock)
@@ -49,7 +53,7 @@ def cloud_clients(settings: Settings) -> dict:
     clients = {}
     if settings.subscription:
         clients["subscriber"] = pubsub.SubscriberClient()
-    if settings.replies_topic:
+    if settings.replies_topic or settings.chats_topic:
         clients["publisher"] = pubsub.PublisherClient()
     if settings.bigquery_table:
         clients["bigquery"] = bigquery.Client(project=settings.bigquery_table_id().split(".")[0])

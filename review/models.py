@@ -1,4 +1,5 @@
-"""The desk's database: drafts waiting for agents, their decisions, and the outbox of what still has to go out.
+"""The desk's database: drafts waiting for agents, their decisions, sentiment checks with their verdicts, and the
+outbox of what still has to go out.
 
 The schema changes only through the Alembic migrations in `review/migrations/`.
 """
@@ -60,6 +61,7 @@ class Draft(Base):
     message_id: Mapped[str | None] = mapped_column(String(128))
     claimed_by: Mapped[str | None] = mapped_column(String(256))
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    confidence: Mapped[float | None] = mapped_column(Float)
 
     decision: Mapped[Decision | None] = relationship(back_populates="draft", lazy="joined")
 
@@ -84,14 +86,38 @@ class Decision(Base):
     draft: Mapped[Draft] = relationship(back_populates="decision")
 
 
+class Check(Base):
+    """A sentiment check from the pipeline: a positive or neutral chat for an agent to confirm or correct, no draft.
+    One per chat; the first verdict stands."""
+
+    __tablename__ = "checks"
+
+    chat_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(256))
+    chat_message: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    sentiment: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(256))
+    prompt_version: Mapped[str] = mapped_column(String(128))
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    verdict: Mapped[int | None] = mapped_column(Integer, doc="the sentiment the agent gave (the model's, if confirmed)")
+    reviewer: Mapped[str | None] = mapped_column(String(256))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+
+
 class OutboxItem(Base):
-    """A record still to be sent (or sent) to BigQuery or the replies topic, committed with its decision."""
+    """A record still to be sent (or sent) to BigQuery or a topic, committed with its decision or check verdict."""
 
     __tablename__ = "outbox"
     __table_args__ = (UniqueConstraint("chat_id", "destination"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    chat_id: Mapped[str] = mapped_column(ForeignKey("decisions.chat_id"))
+    # A decision's or a check's chat, so no foreign key to either table.
+    chat_id: Mapped[str] = mapped_column(String(256))
     destination: Mapped[str] = mapped_column(String(16))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -73,12 +73,12 @@ class BigQueryTable:
         self._table_ready = True
 
 
-class RepliesTopic:
-    """The replies topic: one message per approved reply, with the chat id as an attribute."""
+class Topic:
+    """A Pub/Sub topic: one message per record, with the chat id as an attribute. `name` is the outbox's name for
+    it: `replies` (approved replies) or `chats` (chats corrected to negative, back to the pipeline)."""
 
-    name = "replies"
-
-    def __init__(self, publisher, topic: str):
+    def __init__(self, name: str, publisher, topic: str):
+        self.name = name
         self._publisher = publisher
         self._topic = topic
 
@@ -161,7 +161,7 @@ class Outbox:
         return False
 
     def start(self) -> None:
-        missing = {"bigquery", "replies"} - set(self._destinations)
+        missing = {"bigquery", "replies", "chats"} - set(self._destinations)
         if missing:
             _LOGGER.warning("no %s configured: those records wait in the outbox", " or ".join(sorted(missing)))
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, model_validator
 
-from pipeline.contracts import MAX_DRAFT_CHARS, RejectReason, ReviewDecision, Sentiment
+from pipeline.contracts import MAX_DRAFT_CHARS, CheckReason, RejectReason, ReviewDecision, Sentiment
 
 Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DRAFT_CHARS)]
 Name = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -42,6 +42,36 @@ class DecisionRequest(BaseModel):
         if self.reason is RejectReason.WRONG_SENTIMENT and self.sentiment is None:
             raise ValueError("reason `wrong_sentiment` needs the right sentiment")
         return self
+
+
+class CheckVerdict(BaseModel):
+    """`POST /api/checks/{chat_id}/verdict`: the customer's sentiment as the agent reads the chat."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sentiment: Sentiment = Field(description="-1, 0 or 1: the model's label to confirm it, another to correct it")
+    reviewer: Name | None = Field(None, description="the agent's name (local desk only; behind IAP it is the user)")
+
+
+class CheckOut(BaseModel):
+    """A sentiment check, with its verdict once there is one."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    chat_id: str
+    user_id: str
+    chat_message: str
+    summary: str
+    sentiment: int = Field(description="the model's sentiment")
+    confidence: float | None = Field(description="the model's probability for it; null in generate mode")
+    reason: CheckReason
+    model_id: str
+    prompt_version: str
+    processed_at: datetime
+    received_at: datetime
+    verdict: int | None = Field(description="the agent's sentiment; null while the check is open")
+    reviewer: str | None
+    decided_at: datetime | None
 
 
 class DecisionOut(BaseModel):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
+from pipeline.contracts import CheckReason, SentimentCheck
 from review.app import Desk
 from review.config import Settings
 from review.ingest import store
@@ -31,6 +32,18 @@ def review_message(chat_id: str, *, chat: str | None = None, draft: str | None =
         "model_id": model_id, "triage_prompt_version": triage, "apology_prompt_version": apology,
         "processed_at": (T0 + timedelta(minutes=minutes_after)).isoformat(),
     }).encode()
+
+
+def check_message(chat_id: str, *, chat: str | None = None, sentiment: int = 1, confidence: float | None = 0.41,
+                  reason: CheckReason = CheckReason.LOW_CONFIDENCE, summary: str = "The customer liked the order.",
+                  minutes_after: float = 0.0) -> bytes:
+    """A sentiment check as the pipeline publishes it on the review topic, made `minutes_after` T0."""
+    return SentimentCheck(
+        chat_id=chat_id, user_id=f"user-{chat_id}",
+        chat_message=chat or f"Chat {chat_id}: the burger was fine, I guess.", summary=summary, sentiment=sentiment,
+        confidence=confidence, reason=reason, model_id=MODEL,
+        prompt_version=TRIAGE, processed_at=T0 + timedelta(minutes=minutes_after),
+    ).model_dump_json().encode()
 
 
 class Clock:
@@ -66,7 +79,7 @@ def desk_on(database_url: str, clock: Clock | None = None, **settings) -> Desk:
 
 
 def add_drafts(desk: Desk, *messages: bytes) -> None:
-    """Stores review messages as ingest does."""
+    """Stores review messages (or checks) as ingest does."""
     with desk.sessions() as session:
         for number, message in enumerate(messages):
             store(session, message, f"message-{number}", T0)

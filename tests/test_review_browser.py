@@ -1,6 +1,7 @@
 """The review desk in a real browser: Debian's headless Chromium driven by Playwright (nothing downloaded), the
 desk served by uvicorn on the local stack. Agents approve, edit, reject and correct a sentiment; the decisions
-are read back from the BigQuery emulator and the replies topic. The test saves the screenshots in docs/img/."""
+are read back from the BigQuery emulator and the replies topic. Agents confirm and correct sentiment checks; a chat
+corrected to negative is read back from the chats topic. The test saves the screenshots in docs/img/."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 import uvicorn
 
 from local.stack import LocalStack, free_port
+from pipeline.contracts import CheckReason
 from review.app import create_app
-from tests.review_support import T0, RunningClock, desk_on, publish_reviews, review_message, wait_for
+from tests.review_support import T0, RunningClock, check_message, desk_on, publish_reviews, review_message, wait_for
 
 _LOGGER = logging.getLogger(__name__)
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
@@ -47,6 +49,15 @@ CHATS = {
              "We are sorry your order is late. It is on its way and should arrive within 15 minutes."),
     "4414": (SCRIPT_CHAT, "The pizza arrived cold again.", "Sorry your pizza was cold again. A new one is on its way."),
 }
+# Sentiment checks: (chat, summary, the model's sentiment, its confidence, why it was sent).
+CHECKS = {
+    "5501": ("Customer: Great burger, thanks! Delivery was quick.", "The customer liked the burger and the delivery.",
+             1, 0.93, CheckReason.SAMPLED),
+    "5502": ("Customer: Is the kitchen open on Sunday? The last pizza was fine I guess, a bit late.",
+             "The customer asks about Sunday opening hours.", 0, 0.46, CheckReason.LOW_CONFIDENCE),
+    "5503": ("Customer: Oh great, another pizza with no cheese. Fantastic service as always.",
+             "The customer comments on the pizza and the service.", 1, 0.41, CheckReason.LOW_CONFIDENCE),
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +76,8 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
-    """The desk on the local stack, served on 127.0.0.1, with seven drafts from two model variants ingested."""
+    """The desk on the local stack, served on 127.0.0.1, with seven drafts from two model variants and three
+    sentiment checks ingested."""
     with LocalStack.start(workdir=tmp_path_factory.mktemp("stack")) as stack:
         stack.create_resources()
         names = stack.resources
@@ -73,8 +85,8 @@ def desk(tmp_path_factory):
         desk = desk_on(
             f"sqlite:///{tmp_path_factory.mktemp('desk') / 'desk.sqlite3'}", RunningClock(T0 + timedelta(minutes=18)),
             subscription=names.review_desk_subscription,
-            replies_topic=names.replies_topic, bigquery_table=names.reviews_table_name, subscriber=stack.subscriber,
-            publisher=stack.publisher, bigquery=stack.bigquery,
+            replies_topic=names.replies_topic, chats_topic=names.input_topic, bigquery_table=names.reviews_table_name,
+            subscriber=stack.subscriber, publisher=stack.publisher, bigquery=stack.bigquery,
         )
         config = uvicorn.Config(create_app(desk), host="127.0.0.1", port=free_port(), log_level="warning")
         server = uvicorn.Server(config)
@@ -85,6 +97,10 @@ def desk(tmp_path_factory):
             review_message(chat_id, chat=chat, summary=summary, draft=draft, minutes_after=minutes,
                            model_id=BASE if chat_id in {"4410", "4411", "4413"} else TUNED)
             for minutes, (chat_id, (chat, summary, draft)) in enumerate(CHATS.items())
+        ] + [
+            check_message(chat_id, chat=chat, summary=summary, sentiment=sentiment, confidence=confidence,
+                          reason=reason, minutes_after=minutes)
+            for minutes, (chat_id, (chat, summary, sentiment, confidence, reason)) in enumerate(CHECKS.items())
         ])
         base_url = f"http://127.0.0.1:{server.config.port}"
         yield stack, base_url
@@ -197,3 +213,40 @@ def test_agents_decide_drafts_in_a_browser_and_the_decisions_reach_bigquery_and_
 def _replies(stack: LocalStack) -> list:
     time.sleep(1)
     return stack.pull(stack.resources.replies_subscription)
+
+
+def test_agents_check_sentiments_in_a_browser_and_a_chat_corrected_to_negative_goes_back_to_the_pipeline(
+    chromium, desk
+):
+    stack, base_url = desk
+    context = chromium.new_context(viewport={"width": 1360, "height": 640})
+    page = context.new_page()
+    _sign_in(page, base_url, "Ana")
+
+    def all_listed() -> bool:
+        page.goto(f"{base_url}/checks")
+        return page.locator("table.checks tbody tr").count() == len(CHECKS)
+
+    wait_for(all_listed, 30, what="all checks listed")
+    assert page.locator("#check-5502 .confidence").inner_text() == "46%"
+    page.screenshot(path=SCREENSHOTS / "review-checks.png", full_page=True)
+
+    # Confirm: the model's label is preselected.
+    page.click("#check-5501 a:has-text('Check')")
+    assert page.locator("input[name=sentiment][value='1']").is_checked()
+    page.click("#save-verdict")
+    assert "Chat 5501: confirmed positive." in page.locator(".flash").inner_text()
+
+    # Correct a sarcastic complaint to negative: it goes back to the pipeline for a draft.
+    page.click("#check-5503 a:has-text('Check')")
+    page.check("input[name=sentiment][value='-1']")
+    page.click("#save-verdict")
+    assert "corrected to negative. It goes back to the pipeline" in page.locator(".flash").inner_text()
+    assert [row.get_attribute("data-chat-id") for row in page.locator("table.checks tbody tr").all()] == ["5502"]
+    context.close()
+
+    [sent_back] = wait_for(lambda: stack.pull(stack.resources.input_subscription), 30, what="chat sent back")
+    chat = json.loads(sent_back.data)
+    assert (sent_back.attributes["chat_id"], chat["chat_message"], chat["correction"]) == (
+        "5503", CHECKS["5503"][0], {"sentiment": -1, "summary": CHECKS["5503"][1], "reviewer": "Ana"}
+    )

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from pipeline.contracts import RejectReason, ReviewDecision, describe_validation_error
 from review import decisions
-from review.deps import NowDep, ReviewerDep, SessionDep, UserDep, templates
+from review.deps import NowDep, ReviewerDep, SessionDep, UserDep, api_reviewer, templates
 from review.models import Draft
 from review.schemas import DecisionOut, DecisionRequest, DraftOut
 
@@ -87,7 +87,7 @@ def api_draft(chat_id: str, session: SessionDep):
 )
 def api_decide(chat_id: str, body: DecisionRequest, request: Request, session: SessionDep, user: UserDep, now: NowDep):
     """Decides the draft. Behind IAP the reviewer is the signed-in user; locally, `reviewer` or the sign-in name."""
-    reviewer = _api_reviewer(body, user, behind_iap=request.app.state.desk.verifier is not None)
+    reviewer = api_reviewer(body.reviewer, user, request)
     try:
         return decisions.decide(session, chat_id, body, reviewer, now)
     except decisions.DraftNotFound:
@@ -98,12 +98,3 @@ def api_decide(chat_id: str, body: DecisionRequest, request: Request, session: S
         }) from None
     except decisions.ClaimedByOther as conflict:
         raise HTTPException(status_code=409, detail={"message": str(conflict)}) from None
-
-
-def _api_reviewer(body: DecisionRequest, user: str | None, behind_iap: bool) -> str:
-    if behind_iap and body.reviewer not in (None, user):
-        raise HTTPException(status_code=422, detail=f"behind IAP the reviewer is the signed-in user, {user}")
-    reviewer = user if behind_iap else body.reviewer or user
-    if reviewer is None:
-        raise HTTPException(status_code=422, detail="who decided? give `reviewer` (or sign in on the desk's page)")
-    return reviewer
