@@ -4,13 +4,15 @@
     python -m training.evaluate --labeled samples/chats.jsonl --label_file samples/labels.jsonl
     python -m training.evaluate --labeled ROWS --model TUNED --compare BASE --sentiment_only
     python -m training.evaluate --labeled data/support_chats/held_out.jsonl --compare BASE
+    python -m training.evaluate --labeled ROWS --sentiment_only --reliability out/reliability
 
 Each labeled row becomes a chat message and goes through the batch job's own transforms (parse, prompt, model,
 reply parser); with `--sentiment_only` the model only picks the label (score mode), without the summary. Rows that
 carry a reference summary or reply go through the whole triage graph, apology drafts included, and the report
 measures the summaries and drafts against the references (`training.text_metrics`). Every `--compare` preset is
 evaluated on the same rows after `--model`, each with its own family's prompt; tables compare them, and the reports
-are printed as JSON on the last line.
+are printed as JSON on the last line. With `--reliability PREFIX`, each model's confidence is measured against the
+labels (`training.reliability`): a table, its JSON and a plot per model, `PREFIX-<model id>.md/.json/.png`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.tags import ERROR, MAIN, NEGATIVE
 from pipeline.triage import CreatePrompts, Triage
-from training import text_metrics
+from training import reliability, text_metrics
 from training.options import EvaluateOptions
 
 CLASSES = {-1: "negative", 0: "neutral", 1: "positive"}
@@ -121,7 +123,8 @@ def _json_object(line: str) -> dict | None:
 
 
 class PickSentiment(beam.PTransform):
-    """Chats in; `(chat id, sentiment)` out, the label a score-mode handler built with `choose_only` picks.
+    """Chats in; `(chat id, sentiment, confidence)` out, the label a score-mode handler built with `choose_only`
+    picks.
 
     No summary is generated, so there is no reply to validate; a batch whose inference fails gives `None`.
     """
@@ -139,25 +142,26 @@ class PickSentiment(beam.PTransform):
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
         )
         picked = results | "Label" >> beam.MapTuple(
-            lambda chat, result: (chat.chat_id, labels[result.inference.choice])
+            lambda chat, result: (chat.chat_id, labels[result.inference.choice], result.inference.confidence)
         )
         failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_no_sentiments)
         return (picked, failed) | "Sentiments" >> beam.Flatten()
 
 
 def _no_sentiments(failure: tuple[list, tuple]):
-    """`(chat id, None)` for each chat of a batch whose inference raised; the error is logged, the rows count as
-    errors in the report."""
+    """`(chat id, None, None)` for each chat of a batch whose inference raised; the error is logged, the rows count
+    as errors in the report."""
     batch, (_, error, _) = failure
     logging.warning("inference failed for a batch of %d chats: %s", len(batch), error)
-    return [(chat.chat_id, None) for chat, _prompt in batch]
+    return [(chat.chat_id, None, None) for chat, _prompt in batch]
 
 
 def build_pipeline(
     pipeline: beam.Pipeline, chats: list[dict], triage: Triage | PickSentiment | TriageChats, output_prefix: str
 ) -> None:
-    """Writes one `{"id", "sentiment"}` line per chat, `sentiment` null where the chat ended in `error`; `Triage`
-    adds each chat's `summary`, and the whole graph (`TriageChats`) also each negative chat's `draft`."""
+    """Writes one `{"id", "sentiment", "confidence"}` line per chat, `sentiment` null where the chat ended in
+    `error` (and `confidence` where there was no scoring pass); `Triage` adds each chat's `summary`, and the whole
+    graph (`TriageChats`) also each negative chat's `draft`."""
     payloads = pipeline | "Chats" >> beam.Create([json.dumps(chat, ensure_ascii=False).encode() for chat in chats])
     if isinstance(triage, TriageChats):
         outputs = payloads | "TriageChats" >> triage
@@ -182,20 +186,24 @@ def build_pipeline(
     )
 
 
-def _prediction(record: TriageRow | NegativeChat | ReviewMessage | tuple[str, int | None]) -> dict:
-    """What the model made of a chat: a row, a negative chat, a review message or a picked `(id, sentiment)`."""
+def _prediction(record: TriageRow | NegativeChat | ReviewMessage | tuple[str, int | None, float | None]) -> dict:
+    """What the model made of a chat: a row, a negative chat, a review message or a picked
+    `(id, sentiment, confidence)`."""
     if isinstance(record, TriageRow):
-        return {"id": record.chat_id, "sentiment": record.sentiment, "summary": record.summary}
+        return {"id": record.chat_id, "sentiment": record.sentiment, "confidence": record.confidence,
+                "summary": record.summary}
     if isinstance(record, NegativeChat):
-        return {"id": record.chat.chat_id, "sentiment": -1, "summary": record.reply.summary}
+        return {"id": record.chat.chat_id, "sentiment": -1, "confidence": record.confidence,
+                "summary": record.reply.summary}
     if isinstance(record, ReviewMessage):
-        return {"id": record.chat_id, "sentiment": -1, "summary": record.summary, "draft": record.draft_reply}
-    chat_id, sentiment = record
-    return {"id": chat_id, "sentiment": sentiment}
+        return {"id": record.chat_id, "sentiment": -1, "confidence": record.confidence, "summary": record.summary,
+                "draft": record.draft_reply}
+    chat_id, sentiment, confidence = record
+    return {"id": chat_id, "sentiment": sentiment, "confidence": confidence}
 
 
 def _failure(letter: DeadLetter) -> dict:
-    return {"id": letter.chat_id, "sentiment": -1 if letter.stage in APOLOGY_STAGES else None}
+    return {"id": letter.chat_id, "sentiment": -1 if letter.stage in APOLOGY_STAGES else None, "confidence": None}
 
 
 def score(labels: dict[str, int], predicted: dict[str, int | None]) -> dict:
@@ -282,6 +290,8 @@ def _evaluate(
             with open(path) as lines:
                 rows += [json.loads(line) for line in lines]
     handler, prompt = triage
+    if prefix := options.view_as(EvaluateOptions).reliability:
+        _write_reliability(handler.model_id, labels, rows, prefix)
     return SentimentReport(
         **score(labels, {row["id"]: row["sentiment"] for row in rows}),
         chats_per_second=round(len(pairs) / max(_inference_seconds(result), 1e-9), 3),
@@ -291,6 +301,16 @@ def _evaluate(
         sentiment_only=sentiment_only,
         text=text_report(references, {row["id"]: row for row in rows}) if references else None,
     )
+
+
+def _write_reliability(model_id: str, labels: dict, rows: list[dict], prefix: str) -> None:
+    """The confidence against the labels (`training.reliability`), on the rows that have one, printed and written."""
+    scored = [(labels[row["id"]], row["sentiment"], row["confidence"]) for row in rows if row["confidence"] is not None]
+    if not scored:
+        raise SystemExit("--reliability needs a confidence: score mode (--sentiment_mode score) gives one")
+    report = reliability.reliability(model_id, scored)
+    paths = reliability.write(report, prefix)
+    print(reliability.table(report), f"Written to {', '.join(map(str, paths))}.", sep="\n", flush=True)
 
 
 def text_report(references: list[LabeledExample], predicted: dict[str, dict]) -> TextReport:

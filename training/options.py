@@ -39,6 +39,12 @@ class EvaluateOptions(PipelineOptions):
             help="Score mode: only pick the label, without generating the summary or drafts, so without a report "
             "of the text (several times faster).",
         )
+        evaluation.add_argument(
+            "--reliability", default=None, metavar="PREFIX",
+            help="Also measure what the confidence is worth (score mode): accuracy per confidence bin, the expected "
+            "calibration error and the share of chats a cascade must defer for the rest to reach a macro recall of "
+            "0.80, written per model to PREFIX-<model id>.md, .json and .png.",
+        )
 
 
 def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
