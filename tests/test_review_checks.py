@@ -62,7 +62,7 @@ def test_the_checks_form_refuses_a_missing_sentiment_and_a_missing_csrf_token(de
     with TestClient(create_app(desk)) as client:
         sign_in(client, "ana")
         page = client.get("/checks/7")
-        assert page.status_code == 200 and "the model&#39;s label" in page.text
+        assert page.status_code == 200 and "positive (the model's label)" in page.text
         token = client.cookies["csrftoken"]
         refused = client.post("/checks/7/verdict", data={"csrftoken": token})
         assert refused.status_code == 422 and "Choose the customer&#39;s sentiment" in refused.text
