@@ -307,7 +307,7 @@ class TextScores(Record):
     )
     in_chat_language: float | None = Field(
         description="share of the written texts that lingua (English or Korean) finds in the chat's language: the "
-        "row's `language`, else lingua's reading of the chat"
+        "row's `language`, else lingua's reading of the chat (for summaries under --summary_language, that one)"
     )
     boilerplate_share: float | None = Field(
         description="share of the written texts that contain `boilerplate_run` (word 6-grams, lowercased, "

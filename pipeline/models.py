@@ -58,6 +58,8 @@ def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[
     """
     mode = SentimentMode(options.sentiment_mode)
     prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
+    if options.summary_language != "auto":
+        prompt = prompt.with_summary_language(options.summary_language)
     prompt_args = handler_prompt_args(prompt, lora.label_offsets(options.model, prompt.name))
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,

@@ -9,7 +9,7 @@ import json
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.prompts import Family, SentimentMode
+from pipeline.prompts import SUMMARY_LANGUAGES, Family, SentimentMode
 
 # The groups of `--help`, in the order it lists them.
 INPUT_OUTPUT = "input and output"
@@ -59,6 +59,11 @@ class TriageOptions(PipelineOptions):
         model.add_argument(
             "--sampler", type=_sampler, default="greedy", help="Sampler for triage: a name or JSON config."
         )
+        model.add_argument(
+            "--summary_language", choices=["auto", *SUMMARY_LANGUAGES], default="auto",
+            help="Language of every summary: auto (the chat's own) or one ISO 639-1 code for all, for teams that "
+            "read one language (score mode; the draft is always in the customer's language).",
+        )
         model.add_argument("--apology_model", default=None, help="KerasHub preset for apologies (default: --model).")
         model.add_argument("--apology_max_length", type=int, default=768, help="Max tokens, prompt plus draft.")
         model.add_argument("--apology_sampler", type=_sampler, default="greedy", help="Sampler for apology drafts.")
@@ -86,6 +91,13 @@ class TriageOptions(PipelineOptions):
             help="Longest one batch may take, model load included (the first batch also compiles); a batch that "
             "takes longer is abandoned and its chats dead-lettered. Default: no limit.",
         )
+
+
+def check_triage(options: PipelineOptions) -> None:
+    """Raises `ValueError` for triage flags that contradict each other."""
+    triage = options.view_as(TriageOptions)
+    if triage.summary_language != "auto" and triage.sentiment_mode != SentimentMode.SCORE:
+        raise ValueError("--summary_language needs --sentiment_mode score: generate mode writes its own JSON")
 
 
 class BatchOptions(PipelineOptions):
