@@ -16,7 +16,8 @@ def _rows(name: str) -> list[LabeledExample]:
         return [LabeledExample.model_validate(json.loads(line)) for line in lines]
 
 
-TRAIN, HELD_OUT = _rows("train.jsonl"), _rows("held_out.jsonl")
+# train_attacks.jsonl holds chats that end in a fake happy chat or label, for the triage step's adapter only.
+TRAIN, HELD_OUT = _rows("train.jsonl") + _rows("train_attacks.jsonl"), _rows("held_out.jsonl")
 
 
 @pytest.mark.parametrize(("rows", "least"), [(TRAIN, 400), (HELD_OUT, 80)])
