@@ -19,6 +19,8 @@ MAX_PAYLOAD_BYTES = 1_048_576
 MAX_KEPT_PAYLOAD_BYTES = 7 * 1_048_576
 MAX_SUMMARY_CHARS = 512
 MAX_DRAFT_CHARS = 4_000
+# The apology variant of every draft made without a variants file, and of those made before variants existed.
+DEFAULT_VARIANT = "default"
 
 # Ids arrive as JSON numbers or strings; bools and floats are rejected rather than coerced.
 Identifier = StrictInt | Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -114,6 +116,7 @@ class ReviewMessage(Record):
     model_id: str
     triage_prompt_version: str
     apology_prompt_version: str
+    variant: str = Field(DEFAULT_VARIANT, description="The apology variant that drafted the reply.")
     processed_at: datetime
 
 
@@ -151,6 +154,7 @@ class ReviewRow(Record):
     model_id: str
     triage_prompt_version: str
     apology_prompt_version: str
+    variant: str = Field(DEFAULT_VARIANT, description="The apology variant that drafted the reply.")
     edit_distance: int | None = Field(description="Levenshtein distance from draft to final text, in characters.")
     normalized_edit_distance: float | None = Field(description="edit_distance over the longer text's length, 0 to 1.")
 
@@ -175,6 +179,7 @@ class ReplyPair(Record):
     edited: bool
     model_id: str
     apology_prompt_version: str
+    variant: str = Field(DEFAULT_VARIANT, description="The apology variant that drafted the reply.")
 
 
 class Stage(str, enum.Enum):

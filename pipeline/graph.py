@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import apache_beam as beam
 
 from handlers.gemma import GemmaModelHandler
 from pipeline.inputs import ParseChats
-from pipeline.models import apology_model, triage_model
+from pipeline.models import apology_steps, triage_model
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate
 from pipeline.tags import ERROR, MAIN, NEGATIVE
-from pipeline.triage import DraftApologies, Triage
+from pipeline.triage import Triage
+from pipeline.variants import ApologyStep, apology_variants, draft_apologies
 
 
 class TriageChats(beam.PTransform):
@@ -19,34 +23,39 @@ class TriageChats(beam.PTransform):
     def __init__(
         self,
         triage_handler: GemmaModelHandler,
-        apology_handler: GemmaModelHandler,
         triage_prompt: PromptTemplate,
-        apology_prompt: PromptTemplate,
+        apologies: Sequence[ApologyStep],
         inference_timeout_secs: int | None = None,
     ):
-        """`inference_timeout_secs`: a batch that takes longer (model load included) is dead-lettered."""
+        """`apologies`: one step per apology variant. `inference_timeout_secs`: a batch that takes longer (model
+        load included) is dead-lettered."""
         super().__init__()
         self._triage = Triage(triage_handler, triage_prompt, inference_timeout_secs)
-        self._apologies = DraftApologies(apology_handler, apology_prompt, inference_timeout_secs)
+        self._apologies = draft_apologies(apologies, inference_timeout_secs)
 
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
-        """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
-        return cls.from_models(triage_model(options), apology_model(options), options.inference_timeout_secs)
+        """The graph as the flags describe it: model presets and their prompts, samplers, batching, variants."""
+        return cls.from_models(
+            triage_model(options), apology_steps(options, apology_variants(options)), options.inference_timeout_secs
+        )
 
     @classmethod
     def from_models(
         cls,
         triage: tuple[GemmaModelHandler, PromptTemplate],
-        apology: tuple[GemmaModelHandler, PromptTemplate],
+        apologies: Sequence[ApologyStep],
         inference_timeout_secs: int | None = None,
     ) -> TriageChats:
         """The graph on each step's handler and prompt, as `pipeline.models` makes them."""
-        (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage, apology
-        if triage_handler.model_tag == apology_handler.model_tag:
-            # One copy of the weights for both steps, warmed for both at load: the first negative chat compiles nothing.
-            triage_handler.share_model_with(apology_handler)
-        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, inference_timeout_secs)
+        triage_handler, triage_prompt = triage
+        handlers = [triage_handler, *(step.handler for step in apologies)]
+        for first, second in itertools.combinations(handlers, 2):
+            if first.model_tag == second.model_tag:
+                # One copy of the weights for the steps of a preset and sampler, warmed for all of them at load:
+                # the first negative chat of any of them compiles nothing.
+                first.share_model_with(second)
+        return cls(triage_handler, triage_prompt, apologies, inference_timeout_secs)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

@@ -100,6 +100,19 @@ def check_triage(options: PipelineOptions) -> None:
         raise ValueError("--summary_language needs --sentiment_mode score: generate mode writes its own JSON")
 
 
+class VariantOptions(PipelineOptions):
+    """The apology variants of the jobs that draft apologies for agents (streaming, batch, replay)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument_group(MODEL).add_argument(
+            "--apology_variants", default=None,
+            help="TOML file (local or gs://) naming apology variants, each with its share of the negative chats, "
+            "preset, prompt, sampler and max_length (docs/models-and-prompts.md#apology-variants). Default: one "
+            "variant, `default`, of the apology flags.",
+        )
+
+
 class BatchOptions(PipelineOptions):
     """Flags of `python -m pipeline.batch` (and of the replay job's file mode), beside `TriageOptions`."""
 

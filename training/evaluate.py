@@ -43,7 +43,7 @@ from pipeline.contracts import (
 from pipeline.graph import TriageChats
 from pipeline.inputs import ParseChats
 from pipeline.launch import Job, main
-from pipeline.models import TRIAGE_NAMESPACE, apology_model, triage_model, use_default_model
+from pipeline.models import TRIAGE_NAMESPACE, apology_steps, triage_model, use_default_model
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.tags import ERROR, MAIN, NEGATIVE
@@ -266,8 +266,8 @@ def _evaluate(
     if sentiment_only:
         transform = PickSentiment(*triage)
     elif references:
-        apology = apology_model(triage_options)
-        transform = TriageChats.from_models(triage, apology, triage_options.inference_timeout_secs)
+        apologies = apology_steps(triage_options)
+        transform = TriageChats.from_models(triage, apologies, triage_options.inference_timeout_secs)
     else:
         transform = Triage(*triage)
     with tempfile.TemporaryDirectory() as scratch:
