@@ -26,7 +26,7 @@ from pipeline.options import StreamingOptions, TriageOptions
 from pipeline.variants import apology_variants, read_variants, variant_index
 from review.app import create_app
 from tests.review_support import Clock, add_drafts, desk_on
-from tests.support import ROOT, read_lines, usage_error, write_lines
+from tests.support import OBVIOUS_CHATS, ROOT, read_lines, usage_error, write_lines
 from tests.tiny_gemma import APOLOGY_LESSON, TRIAGE_LESSONS
 
 SHIPPED = ROOT / "variants" / "apology.toml"
@@ -197,3 +197,20 @@ def test_a_replayed_chat_keeps_its_variant(tiny_gemma, tmp_path):
     replay.run(["--input", str(letters), "--output_dir", str(out), "--model", tiny_gemma, "--apology_variants",
                 variants, *TINY_FLAGS]).wait_until_finish()
     assert {m["chat_id"]: m["variant"] for m in read_lines(out, "negative")} == _expected_variants()
+
+
+@pytest.mark.slow
+def test_the_shipped_variants_draft_on_the_real_270m(tmp_path):
+    """The shipped file on the real Gemma 3 270M: one complaint for each variant, through the batch job."""
+    shares = [variant.share for variant in read_variants(str(SHIPPED))]
+    ids = [next(f"c{n}" for n in range(100) if variant_index(f"c{n}", shares) == index) for index in range(2)]
+    complaints = [text for _, text, label in OBVIOUS_CHATS if label == -1]
+    chats = [{"id": chat_id, "user_id": 5, "chat_message": text} for chat_id, text in zip(ids, complaints)]
+    out = tmp_path / "out"
+    batch.run(["--input", str(write_lines(tmp_path / "chats.jsonl", chats)), "--output_dir", str(out),
+               "--apology_variants", str(SHIPPED), "--share_model_across_processes=false"])
+    drafts = read_lines(out, "negative")
+    assert {(m["chat_id"], m["variant"], m["model_id"], m["apology_prompt_version"]) for m in drafts} == {
+        (ids[0], "few-shot", "gemma3-270m-sentiment-lora", "apology-base-v1"),
+        (ids[1], "task-lora", "gemma3-270m-task-lora", "apology-task-v1"),
+    }
