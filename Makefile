@@ -62,8 +62,8 @@ browser: ## Install Debian's chromium for the review desk's browser tests (as ro
 REVIEW_DB ?= sqlite:///out/review-desk.sqlite3
 REVIEW_PORT ?= 8000
 
-demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the tuned local Gemma 3 270M)
-	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)") --review_database_url "$(REVIEW_DB)"
+demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with a report (MODEL=<preset>, default: the tuned local Gemma 3 270M; VARIANTS=variants/apology.toml to compare apology variants)
+	$(BIN)/python -m local.demo $(if $(MODEL),--model "$(MODEL)") $(if $(VARIANTS),--apology_variants "$(VARIANTS)") --review_database_url "$(REVIEW_DB)"
 
 review: $(INSTALLED) ## The review desk on http://127.0.0.1:REVIEW_PORT with the local stack: decide make demo's drafts
 	$(BIN)/python -m local.review --database_url "$(REVIEW_DB)" --port $(REVIEW_PORT)

@@ -1,7 +1,7 @@
 """`make demo`: the streaming job on the local stack, fed the sample chats, with a short report at the end.
 
     python -m local.demo [--model PRESET] [--samples samples/chats.jsonl] [--timeout 1800]
-                         [--review_database_url sqlite:///out/review-desk.sqlite3]
+                         [--review_database_url sqlite:///out/review-desk.sqlite3] [--apology_variants FILE]
 
 Starts the Pub/Sub emulator and bqemulator, creates the topics, subscriptions and dataset, runs `pipeline.run` on
 BundleBasedDirectRunner in this process, publishes the samples, waits until each one is a BigQuery row, a review
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--review_database_url", default=DEFAULT_DATABASE_URL, help="the review desk's database, where the drafts go"
     )
+    parser.add_argument("--apology_variants", help="apology variants file, as for pipeline.run (default: none)")
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stdout)
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             ingest = Ingest(stack.subscriber, names.review_desk_subscription, drafts)
             ingest.start()
             try:
-                return _run(stack, args.model, payloads, args.timeout, drafts, args.review_database_url)
+                variants = [f"--apology_variants={args.apology_variants}"] if args.apology_variants else []
+                return _run(stack, args.model, payloads, args.timeout, drafts, args.review_database_url, *variants)
             finally:
                 ingest.stop()
     except StackError as error:
@@ -162,11 +164,14 @@ def _await_desk(sessions, chat_ids: set[str], timeout: float = 30.0) -> set[str]
         time.sleep(0.5)
 
 
-def _run(stack: LocalStack, model: str, payloads: list[bytes], timeout: float, review_sessions, review_url: str) -> int:
+def _run(
+    stack: LocalStack, model: str, payloads: list[bytes], timeout: float, review_sessions, review_url: str,
+    *job_flags: str,
+) -> int:
     _LOGGER.info("starting the streaming job (BundleBasedDirectRunner) with %s", model)
     # No warm-up at load: on a laptop's CPU, compiling every shape a stream could meet first takes minutes; the demo
     # compiles the few its 37 chats meet as they come.
-    job = StreamingJob(stack, model, "--share_model_across_processes=false", "--warm_up=false")
+    job = StreamingJob(stack, model, "--share_model_across_processes=false", "--warm_up=false", *job_flags)
     try:
         stack.publish(payloads)
         _LOGGER.info(

@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.graph import TriageChats
 from pipeline.launch import Job, main
-from pipeline.options import BatchOptions, TriageOptions
+from pipeline.options import BatchOptions, TriageOptions, VariantOptions
 from pipeline.sinks import WriteJsonLines
 
 
@@ -32,7 +32,7 @@ def build_pipeline(pipeline: beam.Pipeline, input_glob: str, output_dir: str, tr
 JOB = Job(
     prog="python -m pipeline.batch",
     description="The batch job: JSON Lines chats in; main, negative and error JSON Lines files out.",
-    options=(BatchOptions, TriageOptions),
+    options=(BatchOptions, TriageOptions, VariantOptions),
     required=("input", "output_dir"),
 )
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from pipeline.contracts import CheckReason
+from pipeline.shares import stable_share
 
-# Salts the sample's hash, so that it falls independently of any other split made by chat id.
-_SAMPLE_SALT = b"sentiment-check\x00"
-
-
-def stable_share(chat_id: str, salt: bytes = _SAMPLE_SALT) -> float:
-    """A number in [0, 1) fixed by the chat id: the same on every run, worker and replay (Python's hash() is
-    salted per process)."""
-    digest = hashlib.sha256(salt + chat_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+# Salts the sample's hash: unsalted, the sample would be the first variant's chats (pipeline.variants).
+SAMPLE_SALT = b"sentiment-check\x00"
 
 
 @dataclass(frozen=True)
@@ -31,7 +24,7 @@ class CheckPolicy:
         can only be sampled."""
         if self.below_confidence is not None and confidence is not None and confidence < self.below_confidence:
             return CheckReason.LOW_CONFIDENCE
-        if stable_share(chat_id) < self.sample_rate:
+        if stable_share(chat_id, SAMPLE_SALT) < self.sample_rate:
             return CheckReason.SAMPLED
         return None
 

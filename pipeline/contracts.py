@@ -30,6 +30,8 @@ MAX_PAYLOAD_BYTES = 1_048_576
 MAX_KEPT_PAYLOAD_BYTES = 7 * 1_048_576
 MAX_SUMMARY_CHARS = 512
 MAX_DRAFT_CHARS = 4_000
+# The apology variant of every draft made without a variants file, and of those made before variants existed.
+DEFAULT_VARIANT = "default"
 
 # Ids arrive as JSON numbers or strings; bools and floats are rejected rather than coerced.
 Identifier = StrictInt | Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -141,6 +143,7 @@ class ReviewMessage(Record):
     model_id: str
     triage_prompt_version: str
     apology_prompt_version: str
+    variant: str = Field(DEFAULT_VARIANT, description="The apology variant that drafted the reply.")
     processed_at: datetime
     confidence: Confidence | None = Field(None, description="the negative label's probability (Confidence)")
 
@@ -217,6 +220,7 @@ class ReviewRow(Record):
     model_id: str
     triage_prompt_version: str
     apology_prompt_version: str
+    variant: str = Field(DEFAULT_VARIANT, description="The apology variant that drafted the reply.")
     edit_distance: int | None = Field(description="Levenshtein distance from draft to final text, in characters.")
     normalized_edit_distance: float | None = Field(description="edit_distance over the longer text's length, 0 to 1.")
 
@@ -241,6 +245,7 @@ class ReplyPair(Record):
     edited: bool
     model_id: str
     apology_prompt_version: str
+    variant: str = Field(DEFAULT_VARIANT, description="The apology variant that drafted the reply.")
 
 
 class Stage(str, enum.Enum):
@@ -373,7 +378,7 @@ class TextScores(Record):
     )
     in_chat_language: float | None = Field(
         description="share of the written texts that lingua (English or Korean) finds in the chat's language: the "
-        "row's `language`, else lingua's reading of the chat"
+        "row's `language`, else lingua's reading of the chat (for summaries under --summary_language, that one)"
     )
     boilerplate_share: float | None = Field(
         description="share of the written texts that contain `boilerplate_run` (word 6-grams, lowercased, "

@@ -3,17 +3,21 @@ out."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import apache_beam as beam
 
 from handlers.gemma import GemmaModelHandler
 from pipeline.checks import NO_CHECKS, CheckPolicy
 from pipeline.contracts import ChatMessage, ModelReply, NegativeChat
 from pipeline.inputs import ParseChats
-from pipeline.models import apology_model, triage_model
+from pipeline.models import apology_steps, triage_model
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate
 from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
-from pipeline.triage import DraftApologies, Triage
+from pipeline.triage import Triage
+from pipeline.variants import ApologyStep, apology_variants, draft_apologies
 
 # The triage prompt version of a negative chat an agent labeled: its review message says the label is a person's.
 AGENT_LABEL = "agent"
@@ -38,38 +42,44 @@ class TriageChats(beam.PTransform):
     def __init__(
         self,
         triage_handler: GemmaModelHandler,
-        apology_handler: GemmaModelHandler,
         triage_prompt: PromptTemplate,
-        apology_prompt: PromptTemplate,
+        apologies: Sequence[ApologyStep],
         inference_timeout_secs: int | None = None,
         checks: CheckPolicy = NO_CHECKS,
     ):
-        """`inference_timeout_secs`: a batch that takes longer (model load included) is dead-lettered. `checks`:
-        which positive and neutral chats also go to `check`."""
+        """`apologies`: one step per apology variant. `inference_timeout_secs`: a batch that takes longer (model
+        load included) is dead-lettered. `checks`: which positive and neutral chats also go to `check`."""
         super().__init__()
         self._triage = Triage(triage_handler, triage_prompt, inference_timeout_secs, checks)
-        self._apologies = DraftApologies(apology_handler, apology_prompt, inference_timeout_secs)
+        self._apologies = draft_apologies(apologies, inference_timeout_secs)
 
     @classmethod
     def from_options(cls, options: TriageOptions) -> TriageChats:
-        """The graph as the flags describe it: model presets and their prompts, samplers, batching."""
+        """The graph as the flags describe it: model presets and their prompts, samplers, batching, variants,
+        sentiment checks."""
         checks = CheckPolicy(options.check_below_confidence, options.check_sample_rate)
-        return cls.from_models(triage_model(options), apology_model(options), options.inference_timeout_secs, checks)
+        return cls.from_models(
+            triage_model(options), apology_steps(options, apology_variants(options)), options.inference_timeout_secs,
+            checks,
+        )
 
     @classmethod
     def from_models(
         cls,
         triage: tuple[GemmaModelHandler, PromptTemplate],
-        apology: tuple[GemmaModelHandler, PromptTemplate],
+        apologies: Sequence[ApologyStep],
         inference_timeout_secs: int | None = None,
         checks: CheckPolicy = NO_CHECKS,
     ) -> TriageChats:
         """The graph on each step's handler and prompt, as `pipeline.models` makes them."""
-        (triage_handler, triage_prompt), (apology_handler, apology_prompt) = triage, apology
-        if triage_handler.model_tag == apology_handler.model_tag:
-            # One copy of the weights for both steps, warmed for both at load: the first negative chat compiles nothing.
-            triage_handler.share_model_with(apology_handler)
-        return cls(triage_handler, apology_handler, triage_prompt, apology_prompt, inference_timeout_secs, checks)
+        triage_handler, triage_prompt = triage
+        handlers = [triage_handler, *(step.handler for step in apologies)]
+        for first, second in itertools.combinations(handlers, 2):
+            if first.model_tag == second.model_tag:
+                # One copy of the weights for the steps of a preset and sampler, warmed for all of them at load:
+                # the first negative chat of any of them compiles nothing.
+                first.share_model_with(second)
+        return cls(triage_handler, triage_prompt, apologies, inference_timeout_secs, checks)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

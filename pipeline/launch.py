@@ -14,7 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.graph import TriageChats
 from pipeline.logs import drop_known_false_alarms
 from pipeline.models import use_default_model
-from pipeline.options import GROUPS, TriageOptions
+from pipeline.options import GROUPS, TriageOptions, VariantOptions, check_triage
+from pipeline.variants import apology_variants
 
 BEAM_OPTIONS = (
     "Beam's and Dataflow's own options (--runner, --project, --region, --temp_location, ...) are accepted too; "
@@ -87,9 +88,12 @@ class Job:
         if missing:
             parser.error(f"the following arguments are required: {', '.join(missing)}")
         options = PipelineOptions(argv, streaming=True) if self.streaming else PipelineOptions(argv)
-        if self.check:
+        checks = [check_triage] if TriageOptions in self.options else []
+        # A bad variants file stops the launch here, before any model loads or worker starts.
+        checks += [apology_variants] if VariantOptions in self.options else []
+        for check in filter(None, [*checks, self.check]):
             try:
-                self.check(options)
+                check(options)
             except ValueError as error:
                 parser.error(str(error))
         standard = options.view_as(StandardOptions)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 from handlers import lora
 from handlers.choice import Choice
 from handlers.gemma import GemmaModelHandler
 from pipeline.options import TriageOptions
 from pipeline.prompts import Family, PromptTemplate, SentimentMode, detect_family, load_prompt, prompt_name
+from pipeline.variants import FLAGS_VARIANT, REPOSITORY, ApologyStep, Variant
 
 # The shipped sentiment LoRA of the local Gemma 3 270M (README, Fine-tuning): part of a checkout, not of a wheel.
-SHIPPED_LORA = Path(__file__).resolve().parents[1] / "models" / "gemma3-270m-sentiment-lora"
+SHIPPED_LORA = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
 
 
 def default_model() -> str:
@@ -58,6 +58,8 @@ def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[
     """
     mode = SentimentMode(options.sentiment_mode)
     prompt = load_prompt(prompt_name("triage", _family(options, options.model), mode), options.prompts_dir)
+    if options.summary_language != "auto":
+        prompt = prompt.with_summary_language(options.summary_language)
     prompt_args = handler_prompt_args(prompt, lora.label_offsets(options.model, prompt.name))
     handler = GemmaModelHandler(
         options.model, model_id=options.model_id, max_length=options.max_length, sampler=options.sampler,
@@ -67,17 +69,27 @@ def triage_model(options: TriageOptions, *, choose_only: bool = False) -> tuple[
     return handler, prompt
 
 
-def apology_model(options: TriageOptions) -> tuple[GemmaModelHandler, PromptTemplate]:
-    """The apology model's handler (the triage preset unless another is named) and its family's prompt."""
-    preset = options.apology_model or options.model
-    prompt = load_prompt(prompt_name("apology", _family(options, preset)), options.prompts_dir)
+def apology_model(
+    options: TriageOptions, variant: Variant = FLAGS_VARIANT
+) -> tuple[GemmaModelHandler, PromptTemplate]:
+    """A variant's apology handler and prompt. Whatever the variant leaves out comes from the flags: the preset
+    (--apology_model, else the triage preset), its family's prompt, the sampler and max_length."""
+    preset = variant.preset_for(options.apology_model or options.model)
+    prompt = load_prompt(variant.prompt or prompt_name("apology", _family(options, preset)), options.prompts_dir)
+    # Each variant's handler reports its metrics apart; the flags' variant where the jobs always have.
+    namespace = APOLOGY_NAMESPACE if variant == FLAGS_VARIANT else f"{APOLOGY_NAMESPACE}_{variant.name}"
     handler = GemmaModelHandler(
-        preset, model_id=None if options.apology_model else options.model_id,
-        max_length=options.apology_max_length, sampler=options.apology_sampler,
-        metrics_namespace=APOLOGY_NAMESPACE, reply_tokens=APOLOGY_REPLY_TOKENS, **handler_prompt_args(prompt),
+        preset, model_id=options.model_id if preset == options.model else None,
+        max_length=variant.max_length or options.apology_max_length, sampler=variant.sampler or options.apology_sampler,
+        metrics_namespace=namespace, reply_tokens=APOLOGY_REPLY_TOKENS, **handler_prompt_args(prompt),
         **_batching(options), warm_up_prompt=_warm_up_prompt(options, prompt),
     )
     return handler, prompt
+
+
+def apology_steps(options: TriageOptions, variants: Sequence[Variant] = (FLAGS_VARIANT,)) -> list[ApologyStep]:
+    """One apology step per variant (`pipeline.variants.apology_variants`)."""
+    return [ApologyStep(variant.name, variant.share, *apology_model(options, variant)) for variant in variants]
 
 
 def _batching(options: TriageOptions) -> dict:

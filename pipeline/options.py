@@ -9,7 +9,7 @@ import json
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.prompts import Family, SentimentMode
+from pipeline.prompts import SUMMARY_LANGUAGES, Family, SentimentMode
 
 # The groups of `--help`, in the order it lists them.
 INPUT_OUTPUT = "input and output"
@@ -68,6 +68,11 @@ class TriageOptions(PipelineOptions):
         model.add_argument(
             "--sampler", type=_sampler, default="greedy", help="Sampler for triage: a name or JSON config."
         )
+        model.add_argument(
+            "--summary_language", choices=["auto", *SUMMARY_LANGUAGES], default="auto",
+            help="Language of every summary: auto (the chat's own) or one ISO 639-1 code for all, for teams that "
+            "read one language (score mode; the draft is always in the customer's language).",
+        )
         model.add_argument("--apology_model", default=None, help="KerasHub preset for apologies (default: --model).")
         model.add_argument("--apology_max_length", type=int, default=768, help="Max tokens, prompt plus draft.")
         model.add_argument("--apology_sampler", type=_sampler, default="greedy", help="Sampler for apology drafts.")
@@ -106,6 +111,26 @@ class TriageOptions(PipelineOptions):
             "--check_sample_rate", type=_share, default=0.0,
             help="Send this share (0 to 1) of the chats, chosen by a hash of the chat id (the same on replay), as "
             "sentiment checks; a negative chat is reviewed with its draft anyway.",
+        )
+
+
+def check_triage(options: PipelineOptions) -> None:
+    """Raises `ValueError` for triage flags that contradict each other."""
+    triage = options.view_as(TriageOptions)
+    if triage.summary_language != "auto" and triage.sentiment_mode != SentimentMode.SCORE:
+        raise ValueError("--summary_language needs --sentiment_mode score: generate mode writes its own JSON")
+
+
+class VariantOptions(PipelineOptions):
+    """The apology variants of the jobs that draft apologies for agents (streaming, batch, replay)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument_group(MODEL).add_argument(
+            "--apology_variants", default=None,
+            help="TOML file (local or gs://) naming apology variants, each with its share of the negative chats, "
+            "preset, prompt, sampler and max_length (docs/models-and-prompts.md#apology-variants). Default: one "
+            "variant, `default`, of the apology flags.",
         )
 
 

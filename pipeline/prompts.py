@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import html
 import re
 import string
 import tomllib
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePath
 
@@ -30,6 +30,9 @@ class SentimentMode(enum.StrEnum):
     GENERATE = "generate"  # the model writes the whole JSON reply
 
 
+# The languages `--summary_language` can ask for (the customers'), by ISO 639-1 code, as prompts name them.
+SUMMARY_LANGUAGES = {"en": "English", "ko": "Korean"}
+
 # Preset names of instruction-tuned Gemma: `gemma2_instruct_2b_en`, `gemma-2-2b-it`, `gemma3_instruct_1b`.
 _INSTRUCT_NAME = re.compile(r"instruct|(^|[_-])it($|[_-])", re.IGNORECASE)
 
@@ -50,7 +53,7 @@ def detect_family(preset: str) -> Family:
     return Family.INSTRUCT if _INSTRUCT_NAME.search(name) else Family.BASE
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class LabelScoring:
     """How a scoring prompt is read: the label continuations it ends with, and what follows the chosen one.
 
@@ -62,15 +65,18 @@ class LabelScoring:
         continue_head: the model continues after the chosen label with this text in place of the template's head
             (its text before the chat): a tuned model's short scoring prompt then gets the base prompt's
             few-shot examples for the summary (TOML: `continue_with = "<prompt name>"`, whose head this is).
+        then_in_language: `then` for a summary in one language set by the operator, with `$language` for its
+            name ("\nSummary in $language:"); without it, the summary is in the chat's language.
     """
 
     labels: dict[str, int]
     then: str
     content_free: tuple[str, ...] = ()
     continue_head: str | None = None
+    then_in_language: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PromptTemplate:
     """A versioned prompt; `$name` placeholders are filled with escaped text.
 
@@ -96,6 +102,16 @@ class PromptTemplate:
         """The template's text before the chat, as rendered."""
         marker = "\x00"
         return self.render(chat=marker).split(marker, 1)[0]
+
+    def with_summary_language(self, code: str) -> PromptTemplate:
+        """This scoring prompt, asking for the summary in the language of ISO 639-1 `code` (`SUMMARY_LANGUAGES`);
+        its version says so (`…+summary-en`), as every output row carries it."""
+        if not (self.scoring and self.scoring.then_in_language):
+            raise ValueError(f"prompt {self.name!r} cannot set the summary's language (no then_in_language)")
+        then = string.Template(self.scoring.then_in_language).substitute(language=SUMMARY_LANGUAGES[code])
+        return dataclasses.replace(
+            self, version=f"{self.version}+summary-{code}", scoring=dataclasses.replace(self.scoring, then=then)
+        )
 
     def content_free_prompts(self) -> list[str]:
         """The scoring prompt filled with each content-free input (a scoring template takes only `$chat`)."""
@@ -136,6 +152,6 @@ def load_prompt(name: str, directory: str | Path | None = None) -> PromptTemplat
         chat_line_prefix=spec.get("chat_line_prefix", ""),
         scoring=LabelScoring(
             labels=dict(scoring["labels"]), then=scoring["then"], content_free=tuple(scoring.get("content_free", ())),
-            continue_head=continue_head,
+            continue_head=continue_head, then_in_language=scoring.get("then_in_language"),
         ) if scoring else None,
     )

@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.backlog import ReadBacklog
 from pipeline.graph import TriageChats
 from pipeline.launch import Job, main
-from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions
+from pipeline.options import BatchOptions, ReplayOptions, StreamingOptions, TriageOptions, VariantOptions
 from pipeline.replay_plan import CHATS, PARKED, ROWS, LatestPerChat, NextAttempts, ParseDeadLetterFn, PlanReplayFn
 from pipeline.sinks import LandedChatIds, PublishRecords, WriteJsonLines, WriteTriageRows
 from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
@@ -143,7 +143,7 @@ JOB = Job(
     prog="python -m pipeline.replay",
     description="The replay job (batch): dead letters from files or a subscription, through the triage graph "
     "again, into files or the streaming job's sinks.",
-    options=(BatchOptions, StreamingOptions, ReplayOptions, TriageOptions),
+    options=(BatchOptions, StreamingOptions, ReplayOptions, TriageOptions, VariantOptions),
     check=ReplaySettings.from_options,
 )
 

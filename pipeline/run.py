@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.graph import TriageChats
 from pipeline.launch import Job, main
-from pipeline.options import StreamingOptions, TriageOptions
+from pipeline.options import StreamingOptions, TriageOptions, VariantOptions
 from pipeline.sinks import PublishRecords, WriteTriageRows
 from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 
@@ -45,7 +45,7 @@ JOB = Job(
     prog="python -m pipeline.run",
     description="The streaming job: chats from a Pub/Sub subscription; rows to BigQuery, drafts and dead letters "
     "to Pub/Sub topics.",
-    options=(StreamingOptions, TriageOptions),
+    options=(StreamingOptions, TriageOptions, VariantOptions),
     required=("input_subscription", "bigquery_table", "review_topic", "dead_letter_topic"),
     default_runner="BundleBasedDirectRunner",
     streaming=True,

@@ -13,6 +13,7 @@ from handlers.generator import Generation
 from pipeline import METRICS_NAMESPACE as NAMESPACE
 from pipeline.checks import NO_CHECKS, CheckPolicy
 from pipeline.contracts import (
+    DEFAULT_VARIANT,
     ApologyDraft,
     ChatMessage,
     CheckReason,
@@ -147,6 +148,10 @@ class ParseApologyFn(_ParseReplyFn):
     stage = Stage.APOLOGY_REPLY
     inference_stage = Stage.APOLOGY_INFERENCE
 
+    def __init__(self, prompt_version: str, variant: str = DEFAULT_VARIANT):
+        super().__init__(prompt_version)
+        self._variant = variant
+
     def parse(self, generation: Generation) -> ApologyDraft:
         return parse_apology(generation.text)
 
@@ -155,7 +160,8 @@ class ParseApologyFn(_ParseReplyFn):
             chat_id=negative.chat.chat_id, user_id=str(negative.chat.user_id),
             chat_message=negative.chat.chat_message, summary=negative.reply.summary, draft_reply=draft.text,
             model_id=result.model_id, triage_prompt_version=negative.prompt_version,
-            apology_prompt_version=self._prompt_version, processed_at=utc_now(), confidence=negative.confidence,
+            apology_prompt_version=self._prompt_version, variant=self._variant, processed_at=utc_now(),
+            confidence=negative.confidence,
         )
 
 
@@ -220,12 +226,15 @@ class Triage(beam.PTransform):
 
 
 class DraftApologies(beam.PTransform):
-    """Negative chats in; a dict of `negative` (review messages with the draft) and `error` records out."""
+    """Negative chats in; a dict of `negative` (review messages with the draft, of `variant`) and `error` out."""
 
-    def __init__(self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None):
+    def __init__(
+        self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None,
+        variant: str = DEFAULT_VARIANT,
+    ):
         super().__init__()
         self._template = template
-        self._ask = _AskGemma(handler, ParseApologyFn(template.version), timeout_secs, NEGATIVE)
+        self._ask = _AskGemma(handler, ParseApologyFn(template.version, variant), timeout_secs, NEGATIVE)
 
     def expand(self, negatives):
         return negatives | "CreatePrompts" >> CreatePrompts(self._template, _apology_fields) | "Gemma" >> self._ask

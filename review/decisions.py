@@ -151,7 +151,8 @@ def review_row(draft: Draft, decision: Decision) -> ReviewRow:
         corrected_sentiment=decision.corrected_sentiment, reviewer=decision.reviewer, decided_at=decision.decided_at,
         seconds_waited=decision.seconds_waited, model_id=draft.model_id,
         triage_prompt_version=draft.triage_prompt_version, apology_prompt_version=draft.apology_prompt_version,
-        edit_distance=decision.edit_distance, normalized_edit_distance=decision.normalized_edit_distance,
+        variant=draft.variant, edit_distance=decision.edit_distance,
+        normalized_edit_distance=decision.normalized_edit_distance,
     )
 
 

@@ -66,7 +66,7 @@ def export(sessions, output: Path, pairs_output: Path) -> tuple[int, int]:
                 pair = ReplyPair(
                     id=draft.chat_id, chat=draft.chat_message, reply=decision.final_text,
                     edited=decision.decision == ReviewDecision.EDIT.value, model_id=draft.model_id,
-                    apology_prompt_version=draft.apology_prompt_version,
+                    apology_prompt_version=draft.apology_prompt_version, variant=draft.variant,
                 )
                 replies.write(pair.model_dump_json() + "\n")
                 pairs += 1

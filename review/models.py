@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from pipeline.contracts import DEFAULT_VARIANT
+
 
 class UtcDateTime(TypeDecorator):
     """A timezone-aware UTC datetime on every database: SQLite keeps no time zone, so it is stored as naive UTC."""
@@ -56,6 +58,7 @@ class Draft(Base):
     model_id: Mapped[str] = mapped_column(String(256), index=True)
     triage_prompt_version: Mapped[str] = mapped_column(String(128))
     apology_prompt_version: Mapped[str] = mapped_column(String(128))
+    variant: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_VARIANT, index=True)
     processed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     message_id: Mapped[str | None] = mapped_column(String(128))

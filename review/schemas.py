@@ -105,6 +105,7 @@ class DraftOut(BaseModel):
     model_id: str
     triage_prompt_version: str
     apology_prompt_version: str
+    variant: str
     processed_at: datetime
     received_at: datetime
     claimed_by: str | None
@@ -123,8 +124,9 @@ class Rate(BaseModel):
 
 
 class VariantStats(BaseModel):
-    """The decisions on one model and prompt versions."""
+    """The decisions on one apology variant, model and prompt versions."""
 
+    variant: str
     model_id: str
     triage_prompt_version: str
     apology_prompt_version: str
@@ -135,3 +137,31 @@ class VariantStats(BaseModel):
     rejected: Rate
     rejected_by_reason: dict[RejectReason, Rate]
     median_seconds_to_decision: float | None
+
+
+class AcceptanceTest(BaseModel):
+    """Whether a variant's acceptance rate differs from the baseline's, and if not yet, what would show it."""
+
+    variant: str
+    baseline: str
+    difference: float = Field(description="the variant's acceptance share minus the baseline's")
+    test: str = Field(description="the test of the difference, by name")
+    p_value: float
+    alpha: float = Field(description="the level the p-value is held to (0.05, split among the comparisons)")
+    significant: bool
+    power_calculation: str = Field(description="how decisions_per_variant was computed, by name")
+    decisions_per_variant: int | None = Field(
+        description="decisions each of the two needs for the test to find a difference as large as the one seen, "
+        "at 80% power; none when the two shares are equal"
+    )
+    more_decisions: int | None = Field(
+        description="decisions still to make, for both together, to reach decisions_per_variant; 0 when significant"
+    )
+
+
+class VariantComparison(BaseModel):
+    """`python -m review.report` and `GET /api/stats/comparison`: the variants side by side, each tested against
+    the baseline (the most decided, unless one is named)."""
+
+    variants: list[VariantStats]
+    tests: list[AcceptanceTest]

@@ -1,5 +1,5 @@
-"""Acceptance per model and prompt versions: how agents decide each variant's drafts, with 95% Wilson intervals
-so that nobody over-reads ten drafts."""
+"""Acceptance per apology variant, model and prompt versions: how agents decide each variant's drafts, with 95%
+Wilson intervals so that nobody over-reads ten drafts."""
 
 from __future__ import annotations
 
@@ -26,21 +26,26 @@ def rate(count: int, total: int) -> Rate:
 
 
 def variant_stats(session: Session) -> list[VariantStats]:
-    """One entry per (model id, triage prompt version, apology prompt version) with decisions, most decided first."""
-    groups: dict[tuple[str, str, str], list[Decision]] = defaultdict(list)
-    query = select(Draft.model_id, Draft.triage_prompt_version, Draft.apology_prompt_version, Decision).join(Decision)
-    for model_id, triage, apology, decision in session.execute(query):
-        groups[(model_id, triage, apology)].append(decision)
+    """One entry per (variant, model id, triage prompt version, apology prompt version) with decisions, most decided
+    first."""
+    groups: dict[tuple[str, str, str, str], list[Decision]] = defaultdict(list)
+    query = select(
+        Draft.variant, Draft.model_id, Draft.triage_prompt_version, Draft.apology_prompt_version, Decision
+    ).join(Decision)
+    for variant, model_id, triage, apology, decision in session.execute(query):
+        groups[(variant, model_id, triage, apology)].append(decision)
     stats = [_stats(key, decisions) for key, decisions in groups.items()]
-    return sorted(stats, key=lambda entry: (-entry.decided, entry.model_id, entry.apology_prompt_version))
+    return sorted(
+        stats, key=lambda entry: (-entry.decided, entry.variant, entry.model_id, entry.apology_prompt_version)
+    )
 
 
-def _stats(key: tuple[str, str, str], decisions: list[Decision]) -> VariantStats:
+def _stats(key: tuple[str, str, str, str], decisions: list[Decision]) -> VariantStats:
     total = len(decisions)
     kinds = [decision.decision for decision in decisions]
     edits = [d.normalized_edit_distance for d in decisions if d.decision == ReviewDecision.EDIT.value]
     return VariantStats(
-        model_id=key[0], triage_prompt_version=key[1], apology_prompt_version=key[2], decided=total,
+        variant=key[0], model_id=key[1], triage_prompt_version=key[2], apology_prompt_version=key[3], decided=total,
         accepted=rate(kinds.count(ReviewDecision.APPROVE.value), total),
         edited=rate(len(edits), total),
         mean_normalized_edit_distance=statistics.fmean(edits) if edits else None,

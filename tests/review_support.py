@@ -22,9 +22,12 @@ APOLOGY = "apology-base-v1"
 
 def review_message(chat_id: str, *, chat: str | None = None, draft: str | None = None, model_id: str = MODEL,
                    triage: str = TRIAGE, apology: str = APOLOGY, minutes_after: float = 0.0,
-                   summary: str = "The order arrived cold and late.") -> bytes:
-    """A review message as the pipeline publishes it, made `minutes_after` T0."""
+                   summary: str = "The order arrived cold and late.", variant: str | None = None) -> bytes:
+    """A review message as the pipeline publishes it, made `minutes_after` T0; without `variant`, as the pipeline
+    published them before apology variants."""
+    variant_field = {} if variant is None else {"variant": variant}
     return json.dumps({
+        **variant_field,
         "chat_id": chat_id, "user_id": f"user-{chat_id}",
         "chat_message": chat or f"Chat {chat_id}: my order arrived cold and two hours late.",
         "summary": summary,

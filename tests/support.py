@@ -14,9 +14,11 @@ from handlers.gemma import GemmaModelHandler
 from local.stack import LocalStack, Resources
 from pipeline import replay, run
 from pipeline.checks import NO_CHECKS
+from pipeline.contracts import DEFAULT_VARIANT
 from pipeline.graph import TriageChats
 from pipeline.models import handler_prompt_args
 from pipeline.prompts import load_prompt
+from pipeline.variants import ApologyStep
 from tests.tiny_gemma import APOLOGY_PROMPT, GENERATE_PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +54,11 @@ def triage_graph(
 ) -> TriageChats:
     settings = {"max_length": 384, "share_across_processes": False, **handler_kwargs}
     triage, apology = load_prompt(triage_prompt), load_prompt(APOLOGY_PROMPT)
+    apology_handler = handler_cls(preset, metrics_namespace="apology_model", **handler_prompt_args(apology), **settings)
     return TriageChats(
         handler_cls(preset, metrics_namespace="triage_model", **handler_prompt_args(triage), **settings),
-        handler_cls(preset, metrics_namespace="apology_model", **handler_prompt_args(apology), **settings),
         triage,
-        apology,
+        [ApologyStep(DEFAULT_VARIANT, 1.0, apology_handler, apology)],
         checks=checks,
     )
 

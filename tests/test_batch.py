@@ -49,3 +49,11 @@ def test_every_line_ends_in_exactly_one_output(tiny_gemma, tmp_path, mode, chat_
 def test_missing_flags_are_a_usage_error(tmp_path, capsys):
     error = usage_error(capsys, lambda: batch.run(["--output_dir", str(tmp_path), "--model", "x"]))
     assert "the following arguments are required: --input" in error
+
+
+def test_a_summary_language_in_generate_mode_is_a_usage_error(tmp_path, capsys):
+    error = usage_error(capsys, lambda: batch.run([
+        "--input", "x", "--output_dir", str(tmp_path), "--model", "x", "--sentiment_mode", "generate",
+        "--summary_language", "ko",
+    ]))
+    assert "--summary_language needs --sentiment_mode score" in error

@@ -11,11 +11,12 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from handlers.choice import confidence
 from handlers.gemma import GemmaModelHandler
-from pipeline.checks import CheckPolicy, stable_share
+from pipeline.checks import SAMPLE_SALT, CheckPolicy
 from pipeline.contracts import CheckReason
 from pipeline.graph import AGENT_LABEL
 from pipeline.models import handler_prompt_args
 from pipeline.prompts import load_prompt
+from pipeline.shares import stable_share
 from tests.support import triage_graph
 from tests.tiny_gemma import APOLOGY_LESSON, SCORE_PROMPT, lesson_chats
 
@@ -36,7 +37,7 @@ def test_the_sample_is_stable_by_chat_id_and_close_to_its_rate():
     assert 70 <= len(picked) <= 130
     assert picked == [chat_id for chat_id in map(str, range(1000)) if policy.reason(chat_id, 0.9)]
     # hashlib, not Python's salted hash(): the same number in every process, run and replay.
-    assert stable_share("42") == pytest.approx(0.10495, abs=1e-5)
+    assert stable_share("42", SAMPLE_SALT) == pytest.approx(0.10495, abs=1e-5)
 
 
 def test_low_confidence_goes_first_and_a_chat_without_confidence_can_only_be_sampled():

@@ -87,3 +87,19 @@ def test_no_line_of_a_chat_passes_for_a_line_of_the_tuned_prompts():
         assert all(line.startswith("| ") for line in chat.split("\n")), chat
         own_lines = [line for line in rendered.split("\n") if line.startswith(("Sentiment:", "Summary:", "Reply:"))]
         assert own_lines == (["Sentiment:"] if name == "task/triage_score" else ["Reply:"])
+
+
+@pytest.mark.parametrize("name", [prompt_name("triage", family, SentimentMode.SCORE) for family in Family])
+def test_every_scoring_prompt_can_ask_for_every_summary_in_one_language(name):
+    prompt = load_prompt(name)
+    korean = prompt.with_summary_language("ko")
+    assert korean.scoring.then == "\nSummary in Korean:"
+    # The row's prompt version says the summary's language was set; the chat's prompt and its label are the same.
+    assert korean.version == f"{prompt.version}+summary-ko"
+    assert korean.render(chat="hi") == prompt.render(chat="hi")
+    assert handler_prompt_args(korean)["choice"].continuation("p", " negative") == "p negative\nSummary in Korean:"
+
+
+def test_a_prompt_without_a_scoring_pass_cannot_set_the_summary_language():
+    with pytest.raises(ValueError, match="cannot set the summary's language"):
+        load_prompt(prompt_name("triage", Family.BASE, SentimentMode.GENERATE)).with_summary_language("en")

@@ -23,7 +23,9 @@ def database_url(tmp_path):
 
 def test_decisions_become_labeled_rows_the_evaluation_reads_and_reply_pairs(database_url, tmp_path):
     desk = desk_on(database_url, Clock())
-    add_drafts(desk, *[review_message(str(n), chat=f"chat {n}") for n in range(6)])
+    add_drafts(desk, *[
+        review_message(str(n), chat=f"chat {n}", variant="task-lora" if n == 1 else None) for n in range(6)
+    ])
     with TestClient(create_app(desk)) as client:
         for chat_id, body in [
             ("0", {"decision": "approve"}),
@@ -47,9 +49,10 @@ def test_decisions_become_labeled_rows_the_evaluation_reads_and_reply_pairs(data
     read_back = [(chat["id"], label) for chat, label in load_labeled(str(output))]
     assert read_back == [("0", -1), ("1", -1), ("2", 1), ("4", -1)]
     pairs = [json.loads(line) for line in (tmp_path / "out" / "reviewed-pairs.jsonl").read_text().splitlines()]
-    assert [(pair["id"], pair["chat"], pair["reply"], pair["edited"]) for pair in pairs] == [
-        ("0", "chat 0", "We are sorry your order arrived cold and late. We will refund the delivery fee.", False),
-        ("1", "chat 1", "Sorry! A new pizza is on its way.", True),
+    assert [(pair["id"], pair["chat"], pair["reply"], pair["edited"], pair["variant"]) for pair in pairs] == [
+        ("0", "chat 0", "We are sorry your order arrived cold and late. We will refund the delivery fee.", False,
+         "default"),
+        ("1", "chat 1", "Sorry! A new pizza is on its way.", True, "task-lora"),
     ]
 
 

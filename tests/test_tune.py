@@ -210,23 +210,39 @@ def test_a_text_batch_pairs_each_position_with_the_token_after_it(tiny_gemma):
             assert (padded.tokens[row, padded.positions[row, real] + 1] == padded.targets[row, real]).all()
 
 
-def test_tuning_on_reference_texts_lowers_their_held_out_loss(tiny_gemma, tmp_path):
+def _tune_task(tiny_gemma, tmp_path, *flags: str) -> dict:
     rows = [
         {"id": f"{label}-{i}", "text": f"{word} {word}", "label": label, "summary": f"The customer said {word}.",
          "reply": f"Sorry about the {word} order." if label == -1 else None}
         for label, words in WORDS.items() for i, word in enumerate(words * 2)
     ]
-    manifest = tune.run([
+    return tune.run([
         "--labeled", str(write_lines(tmp_path / "rows.jsonl", rows)), "--base", tiny_gemma, "--output",
         str(tmp_path / "lora"), "--rank", "4", "--epochs", "4", "--patience", "4", "--batch_size", "8",
         "--learning_rate", "0.01", "--validation_share", "0.25", "--train_layers", "2", "--text_repeats", "2",
-        "--family", "task", "--max_tokens", "384",
+        "--family", "task", "--max_tokens", "384", *flags,
     ])
+
+
+def test_tuning_on_reference_texts_lowers_their_held_out_loss(tiny_gemma, tmp_path):
+    manifest = _tune_task(tiny_gemma, tmp_path)
     losses = [epoch["held_out_text_loss"] for epoch in manifest["history"]]
     assert losses[-1] < losses[0] * 0.8, losses
     assert manifest["prompt"]["family"] == "task"
     assert manifest["apology_prompt"] == {"name": "task/apology", "version": load_prompt("task/apology").version}
     assert manifest["data"]["text_sequences"] > manifest["data"]["training_rows"]
+
+
+def test_an_apology_adapter_learns_the_replies_only_and_keeps_its_best_epoch_by_their_loss(tiny_gemma, tmp_path):
+    manifest = _tune_task(tiny_gemma, tmp_path, "--step", "apology")
+    complaints = sum(1 for _ in WORDS[-1] * 2)
+    assert manifest["steps"] == ["apology"]
+    # Every sequence is a reply: one per complaint among the training rows, and no label is learned.
+    assert manifest["data"]["training_sequences"] == manifest["data"]["text_sequences"] < complaints
+    assert "label_offsets" not in manifest
+    losses = [epoch["held_out_text_loss"] for epoch in manifest["history"]]
+    assert manifest["kept_epoch"] == 1 + losses.index(min(losses))
+    assert losses[-1] < losses[0], losses
 
 
 @pytest.mark.slow

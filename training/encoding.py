@@ -63,15 +63,17 @@ class Encoder:
         return Sequence((*context, *target), -1, -1, text_from=len(context))
 
 
-def encode(encoder: Encoder, examples: list[LabeledExample]) -> list[Sequence]:
-    """Every example's sequences: its label, and the summary and reply it has references for."""
+# The steps an adapter can learn: the triage step's label and summary, and the apology step's reply.
+STEPS = ("triage", "apology")
+
+
+def encode(encoder: Encoder, examples: list[LabeledExample], steps: tuple[str, ...] = STEPS) -> list[Sequence]:
+    """Every example's sequences for `steps`: its label, and the summary and reply it has references for."""
     sequences = []
     for example in examples:
-        if example.summary:
-            sequences.append(encoder.summary_row(example))
-        else:
-            sequences.append(encoder.label_row(example))
-        if example.reply and example.summary:
+        if "triage" in steps:
+            sequences.append(encoder.summary_row(example) if example.summary else encoder.label_row(example))
+        if "apology" in steps and example.reply and example.summary:
             sequences.append(encoder.reply_row(example))
     return sequences
 

@@ -45,7 +45,7 @@ from pipeline.contracts import (
 from pipeline.graph import TriageChats
 from pipeline.inputs import ParseChats
 from pipeline.launch import Job, main
-from pipeline.models import TRIAGE_NAMESPACE, apology_model, triage_model, use_default_model
+from pipeline.models import TRIAGE_NAMESPACE, apology_steps, triage_model, use_default_model
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.tags import ERROR, MAIN, NEGATIVE
@@ -274,8 +274,8 @@ def _evaluate(
     if sentiment_only:
         transform = PickSentiment(*triage)
     elif references:
-        apology = apology_model(triage_options)
-        transform = TriageChats.from_models(triage, apology, triage_options.inference_timeout_secs)
+        apologies = apology_steps(triage_options)
+        transform = TriageChats.from_models(triage, apologies, triage_options.inference_timeout_secs)
     else:
         transform = Triage(*triage)
     with tempfile.TemporaryDirectory() as scratch:
@@ -299,7 +299,8 @@ def _evaluate(
         model_id=handler.model_id,
         prompt_version=prompt.version,
         sentiment_only=sentiment_only,
-        text=text_report(references, {row["id"]: row for row in rows}) if references else None,
+        text=text_report(references, {row["id"]: row for row in rows}, triage_options.summary_language)
+        if references else None,
     )
 
 
@@ -313,9 +314,15 @@ def _write_reliability(model_id: str, labels: dict, rows: list[dict], prefix: st
     print(reliability.table(report), f"Written to {', '.join(map(str, paths))}.", sep="\n", flush=True)
 
 
-def text_report(references: list[LabeledExample], predicted: dict[str, dict]) -> TextReport:
-    """The summaries and drafts the model wrote (`predicted`, by chat id) against the references."""
-    summaries = [_written(example, example.summary, predicted, "summary") for example in references if example.summary]
+def text_report(
+    references: list[LabeledExample], predicted: dict[str, dict], summary_language: str = "auto"
+) -> TextReport:
+    """The summaries and drafts the model wrote (`predicted`, by chat id) against the references; summaries are
+    judged in `summary_language` where one is set (`--summary_language`), else in the chat's."""
+    language = None if summary_language == "auto" else summary_language
+    summaries = [
+        _written(example, example.summary, predicted, "summary", language) for example in references if example.summary
+    ]
     replies = [_written(example, example.reply, predicted, "draft") for example in references if example.reply]
     return TextReport(
         summaries=text_metrics.score_texts(summaries),
@@ -324,11 +331,13 @@ def text_report(references: list[LabeledExample], predicted: dict[str, dict]) ->
     )
 
 
-def _written(example: LabeledExample, reference: str, predicted: dict[str, dict], field: str) -> text_metrics.Written:
+def _written(
+    example: LabeledExample, reference: str, predicted: dict[str, dict], field: str, language: str | None = None
+) -> text_metrics.Written:
     chat_id = str(example.id)
     return text_metrics.Written(
         id=chat_id, chat=example.text, reference=reference, text=predicted.get(chat_id, {}).get(field),
-        key_terms=example.key_terms, chat_language=example.language,
+        key_terms=example.key_terms, chat_language=language or example.language,
     )
 
 

@@ -9,6 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.launch import HelpFormatter
 from pipeline.options import INPUT_OUTPUT
 from pipeline.prompts import Family
+from training.encoding import STEPS
 
 EVALUATION = "evaluation"
 
@@ -85,6 +86,11 @@ def tune_options(argv: list[str] | None = None) -> argparse.Namespace:
         "--family", choices=[Family.TUNED.value, Family.TASK.value], default=Family.TUNED.value,
         help="tuned: the sentiment label only (the summary and reply come from the base prompts); task: the label, "
         "the summary and the reply, from the rows' reference texts, with prompts of their own.",
+    )
+    parser.add_argument(
+        "--step", choices=["all", *STEPS], default="all",
+        help="task family: which step the adapter learns: all (one adapter for both), triage (label and summary) "
+        "or apology (the reply only; its epochs are judged by the held-out replies' loss).",
     )
     parser.add_argument(
         "--max_label_only_rows", type=int, default=None,

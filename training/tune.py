@@ -30,7 +30,7 @@ import numpy as np
 from handlers import lora, native_logs
 from pipeline.contracts import LabeledExample
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
-from training.encoding import Encoder, Sequence, batches, encode
+from training.encoding import STEPS, Encoder, Sequence, batches, encode
 from training.evaluate import CLASSES, read_examples, score
 from training.lora_steps import LoraTrainer
 from training.options import tune_options
@@ -127,15 +127,17 @@ def run(argv: list[str] | None = None) -> dict:
         # backward pass (the forward pass still runs through every layer).
         layer.trainable = False
     encoder = Encoder(tokenizer, triage, apology)
-    training, training_dropped = _fitting(encode(encoder, training_rows), options.max_tokens)
-    held_out, held_out_dropped = _fitting(encode(encoder, held_out_rows), options.max_tokens)
+    steps = STEPS if options.step == "all" else (options.step,)
+    training, training_dropped = _fitting(encode(encoder, training_rows, steps), options.max_tokens)
+    held_out, held_out_dropped = _fitting(encode(encoder, held_out_rows, steps), options.max_tokens)
     labelled = [sequence for sequence in held_out if sequence.label >= 0]
     labels = list(triage.scoring.labels)
     label_ids = [int(np.asarray(tokenizer.tokenize(label)).ravel()[0]) for label in labels]
     vocabulary = np.unique([token for s in training + held_out if s.text_from for token in s.tokens[s.text_from :]])
-    targets = np.asarray([sequence.label for sequence in training if sequence.label >= 0])
+    targets = np.asarray([sequence.label for sequence in training if sequence.label >= 0], dtype="int64")
     trainer = LoraTrainer(backbone, label_ids, _class_weights(targets), vocabulary, options.learning_rate)
     held_out_labels = {str(index): list(CLASSES)[sequence.label] for index, sequence in enumerate(labelled)}
+    held_out_targets = np.asarray([sequence.label for sequence in labelled])
     # Text rows are few beside the label-only rows: each epoch goes over them `text_repeats` times.
     schedule = training + [s for s in training if s.text_from] * (options.text_repeats - 1)
 
@@ -153,6 +155,7 @@ def run(argv: list[str] | None = None) -> dict:
             "dropped_longer_than_max_tokens": training_dropped + held_out_dropped,
             "limit": options.limit, "max_label_only_rows": options.max_label_only_rows,
         },
+        "steps": list(steps),
         "seed": options.seed,
         "init": {"path": options.init, "adapter_sha256": _sha256(Path(options.init, lora.ADAPTER_NAME))}
         if options.init else None,
@@ -179,20 +182,20 @@ def run(argv: list[str] | None = None) -> dict:
             progress.update(seen, [("loss", float(np.mean(losses[-50:]))), ("sequences/s", rate)])
         epoch_seconds = time.monotonic() - started
         train_seconds += epoch_seconds
-        held_out_logits = trainer.label_logits(labelled, options.batch_size, options.max_tokens)
-        held_out_targets = np.asarray([sequence.label for sequence in labelled])
-        metrics = score(held_out_labels, predictions(held_out_logits))
         record = {
             "epoch": epoch, "train_loss": round(float(np.mean(losses)), 4), "epoch_seconds": round(epoch_seconds, 1),
             "sequences_per_second": round(len(schedule) / epoch_seconds, 3),
-            "held_out_macro_recall": metrics["macro_recall"], "held_out_recall": metrics["recall"],
             "held_out_text_loss": round(trainer.text_loss(held_out, options.batch_size, options.max_tokens), 4),
         }
+        if labelled:
+            held_out_logits = trainer.label_logits(labelled, options.batch_size, options.max_tokens)
+            metrics = score(held_out_labels, predictions(held_out_logits))
+            record |= {"held_out_macro_recall": metrics["macro_recall"], "held_out_recall": metrics["recall"]}
         history.append(record)
         print(json.dumps(record), flush=True)
-        if best is None or metrics["macro_recall"] > best["held_out_macro_recall"]:
+        if best is None or _better(record, best):
             best, waited = record, 0
-            calibration = calibrate(held_out_logits, held_out_targets, labels, held_out_labels)
+            calibration = calibrate(held_out_logits, held_out_targets, labels, held_out_labels) if labelled else {}
             # Saved at once, so an interrupted run still leaves its best epoch behind.
             trainer.store()
             _save(backbone, output, {**description, "kept_epoch": epoch, **calibration})
@@ -207,6 +210,14 @@ def run(argv: list[str] | None = None) -> dict:
     (output / lora.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"output": str(output), "kept_epoch": best["epoch"], **best}))
     return manifest
+
+
+def _better(record: dict, best: dict) -> bool:
+    """Whether an epoch beats the best so far: by held-out macro recall where the adapter learns labels, else (an
+    apology adapter) by the held-out replies' loss."""
+    if "held_out_macro_recall" in record:
+        return record["held_out_macro_recall"] > best["held_out_macro_recall"]
+    return record["held_out_text_loss"] < best["held_out_text_loss"]
 
 
 def _sha256(path: Path) -> str:

@@ -1,13 +1,13 @@
-"""The stats: acceptance, edits, rejections and time to decision per model and prompt versions."""
+"""The stats: acceptance, edits, rejections and time to decision per apology variant, model and prompt versions."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from review import outbox, stats
+from review import comparison, outbox, stats
 from review.deps import ReviewerDep, SessionDep, templates
-from review.schemas import VariantStats
+from review.schemas import VariantComparison, VariantStats
 
 router = APIRouter()
 
@@ -22,3 +22,11 @@ def stats_page(request: Request, session: SessionDep, reviewer: ReviewerDep):
 @router.get("/api/stats", response_model=list[VariantStats])
 def api_stats(session: SessionDep):
     return stats.variant_stats(session)
+
+
+@router.get("/api/stats/comparison", response_model=VariantComparison)
+def api_comparison(session: SessionDep, baseline: str | None = None):
+    try:
+        return comparison.compare(stats.variant_stats(session), baseline)
+    except ValueError as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None

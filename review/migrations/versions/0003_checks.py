@@ -1,7 +1,7 @@
 """Sentiment checks: the checks table, the drafts' confidence, and an outbox for checks' records too.
 
-Revision ID: 0002_checks
-Revises: 0001
+Revision ID: 0003_checks
+Revises: 0002_variant
 Create Date: 2026-11-29
 """
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = '0002_checks'
-down_revision: str | Sequence[str] | None = '0001'
+revision: str = '0003_checks'
+down_revision: str | Sequence[str] | None = '0002_variant'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
