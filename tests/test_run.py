@@ -29,7 +29,7 @@ def _sink_inputs(pipeline: beam.Pipeline) -> dict[str, set[str]]:
     return {
         transform.unique_name: {producers.get(pcoll, "?") for pcoll in transform.inputs.values()}
         for transform in proto.components.transforms.values()
-        if transform.unique_name in {"WriteToBigQuery", "PublishForReview", "PublishDeadLetters"}
+        if transform.unique_name in {"WriteToBigQuery", "ForReview", "PublishForReview", "PublishDeadLetters"}
     }
 
 
@@ -41,7 +41,12 @@ def test_streaming_graph_sends_each_output_to_its_sink():
 
     feeds = _sink_inputs(pipeline)
     assert feeds["WriteToBigQuery"] == {"TriageChats/Triage/Gemma/ParseReplies/ParDo(ParseTriageReplyFn)"}
-    assert feeds["PublishForReview"] == {"TriageChats/DraftApologies/Gemma/ParseReplies/ParDo(ParseApologyFn)"}
+    # The review topic takes the drafts and the sentiment checks.
+    assert feeds["PublishForReview"] == {"ForReview"}
+    assert feeds["ForReview"] == {
+        "TriageChats/DraftApologies/Gemma/ParseReplies/ParDo(ParseApologyFn)",
+        "TriageChats/Triage/Gemma/ParseReplies/ParDo(ParseTriageReplyFn)",
+    }
     assert feeds["PublishDeadLetters"] == {"AllDeadLetters"}
 
 
@@ -54,6 +59,7 @@ def test_bigquery_schema_follows_the_row_contract():
     schema = bigquery_schema(TriageRow)
     assert [(f["name"], f["type"]) for f in schema["fields"]] == [
         ("chat_id", "STRING"), ("user_id", "STRING"), ("sentiment", "INTEGER"), ("summary", "STRING"),
-        ("model_id", "STRING"), ("prompt_version", "STRING"), ("processed_at", "TIMESTAMP"),
+        ("model_id", "STRING"), ("prompt_version", "STRING"), ("processed_at", "TIMESTAMP"), ("confidence", "FLOAT"),
     ]
-    assert {f["mode"] for f in schema["fields"]} == {"REQUIRED"}
+    # A column added after tables were made must be NULLABLE: BigQuery adds no other kind (pipeline.sinks).
+    assert [f["name"] for f in schema["fields"] if f["mode"] == "NULLABLE"] == ["confidence"]
