@@ -86,6 +86,8 @@ class Tally:
         self.expected = Counter(message_key(payload) for payload in payloads)
         self.rows: list[dict] = []
         self.reviews: list[dict] = []
+        # Sentiment checks share the review topic; their chats are rows too, so they do not count as outputs.
+        self.checks: list[dict] = []
         self.dead_letters: list[DeadLetter] = []
         self._review_keys: list[str] = []
         self._dead_letter_keys: list[str] = []
@@ -98,7 +100,11 @@ class Tally:
         """Reads new review messages and dead letters from their subscriptions, and the table anew."""
         names = self._stack.resources
         for message in self._stack.pull(names.review_subscription):
-            self.reviews.append(json.loads(message.data))
+            record = json.loads(message.data)
+            if record.get("kind") == "check":
+                self.checks.append(record)
+                continue
+            self.reviews.append(record)
             self._review_keys.append(message.attributes.get("chat_id", ""))
         for message in self._stack.pull(names.dead_letter_subscription):
             letter = DeadLetter.model_validate_json(message.data)

@@ -13,6 +13,8 @@ from local.job import StreamingJob, Tally, message_key
 from local.stack import LocalStack
 from pipeline.contracts import TriageRow
 from pipeline.sinks import bigquery_schema
+from review.checks import open_checks
+from tests.review_support import add_drafts, desk_on
 from tests.support import own_stack
 from tests.tiny_gemma import APOLOGY_LESSON, lesson_chats
 
@@ -63,6 +65,28 @@ def test_every_published_chat_lands_once_on_the_local_stack(stack, tiny_gemma):
     assert [(f.name, f.field_type, f.mode) for f in table.schema] == [
         (f["name"], f["type"], f["mode"]) for f in bigquery_schema(TriageRow)["fields"]
     ], "the job created the table from the row contract"
+
+
+def test_doubtful_chats_keep_their_rows_and_reach_the_desks_check_queue(stack, tiny_gemma, tmp_path):
+    payloads = [json.dumps(chat).encode() for chat in lesson_chats()]
+    # Every confidence is under 1: each positive and neutral chat is doubtful.
+    tally, _ = _run_job(
+        stack, "e2e-checks", tiny_gemma, payloads, 120, "--max_length=384", "--apology_max_length=384",
+        "--model_family=instruct", "--check_below_confidence=1",
+    )
+    rows = {row["chat_id"]: row for row in tally.rows}
+    assert {chat_id: row["sentiment"] for chat_id, row in rows.items()} == {"2": 1, "3": 0}
+    assert all(1 / 3 <= row["confidence"] <= 1 for row in rows.values())
+    assert 1 / 3 <= tally.reviews[0]["confidence"] <= 1
+    assert sorted((check["chat_id"], check["confidence"]) for check in tally.checks) == sorted(
+        (chat_id, row["confidence"]) for chat_id, row in rows.items()
+    )
+
+    desk = desk_on(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
+    add_drafts(desk, *(json.dumps(check).encode() for check in tally.checks))
+    with desk.sessions() as session:
+        queued = sorted((check.chat_id, check.reason) for check in open_checks(session))
+    assert queued == [("2", "low_confidence"), ("3", "low_confidence")]
 
 
 @pytest.mark.slow
