@@ -113,8 +113,11 @@ def test_with_variants_the_review_topic_gets_the_drafts_of_every_variant():
     transforms = {t.unique_name: t for t in pipeline.to_runner_api().components.transforms.values()}
     assert {"TriageChats/DraftApologies/few-shot/Gemma/RunInference",
             "TriageChats/DraftApologies/task-lora/Gemma/RunInference"} <= set(transforms)
+    # The review topic takes the drafts of every variant, and the sentiment checks, through one Flatten.
     [review_input] = transforms["PublishForReview"].inputs.values()
-    assert review_input in transforms["TriageChats/DraftApologies/All_negative"].outputs.values()
+    assert review_input in transforms["ForReview"].outputs.values()
+    drafts = transforms["TriageChats/DraftApologies/All_negative"].outputs.values()
+    assert set(drafts) <= set(transforms["ForReview"].inputs.values())
 
 
 @pytest.mark.parametrize(("file_text", "expected"), [
