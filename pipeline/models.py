@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from handlers import lora
 from handlers.choice import Choice
@@ -12,12 +13,15 @@ from pipeline.options import TriageOptions
 from pipeline.prompts import Family, PromptTemplate, SentimentMode, detect_family, load_prompt, prompt_name
 from pipeline.variants import FLAGS_VARIANT, REPOSITORY, ApologyStep, Variant
 
-# The shipped sentiment LoRA of the local Gemma 3 270M (README, Fine-tuning): part of a checkout, not of a wheel.
-SHIPPED_LORA = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
+# The shipped LoRAs of the local Gemma 3 270M, one per step (docs/evaluation-and-tuning.md says why): part of a
+# checkout, not of a wheel. The triage step runs the whole-task LoRA; the apology adapter was trained on from it.
+SHIPPED = REPOSITORY / "models"
+SHIPPED_TRIAGE_LORA = SHIPPED / "gemma3-270m-task-lora"
+SHIPPED_APOLOGY_LORA = SHIPPED / "gemma3-270m-apology-lora"
 
 
-def default_model() -> str:
-    """The local default: the shipped sentiment LoRA on the Gemma 3 270M, whose base is built once into the XDG
+def default_model(lora_preset: Path = SHIPPED_TRIAGE_LORA) -> str:
+    """The local default of a step: its shipped LoRA on the Gemma 3 270M, whose base is built once into the XDG
     cache (`make model`) and reused; the bare 270M where the LoRA is absent (an installed wheel).
 
     The converter's packages come with the `local-model` extra; production images name a preset instead.
@@ -25,17 +29,18 @@ def default_model() -> str:
     from handlers import gguf_preset
 
     base = str(gguf_preset.build_preset())
-    if SHIPPED_LORA.is_dir():
-        return str(SHIPPED_LORA)
-    logging.warning("no shipped LoRA at %s: the default model is the untuned Gemma 3 270M", SHIPPED_LORA)
+    if lora_preset.is_dir():
+        return str(lora_preset)
+    logging.warning("no shipped LoRA at %s: the default model is the untuned Gemma 3 270M", lora_preset)
     return base
 
 
 def use_default_model(options: TriageOptions) -> None:
-    """Without `--model`, `default_model()`."""
+    """Without `--model`, the shipped triage LoRA, and the shipped apology LoRA unless `--apology_model` names
+    another (with `--model`, apologies come from that model unless `--apology_model` says otherwise)."""
     if not options.model:
         options.model = default_model()
-
+        options.apology_model = options.apology_model or default_model(SHIPPED_APOLOGY_LORA)
 
 
 # Where each model handler's metrics go, so the two report apart.

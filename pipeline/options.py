@@ -49,7 +49,7 @@ class TriageOptions(PipelineOptions):
         model.add_argument(
             "--model",
             help="KerasHub preset for triage: a folder (a LoRA preset of `training.tune` too), gs://… or kaggle://… "
-            "(default: the shipped sentiment LoRA on the local Gemma 3 270M).",
+            "(default: the shipped triage LoRA on the local Gemma 3 270M).",
         )
         model.add_argument(
             "--model_id", default=None, help="Model id written into outputs (default: the preset's name)."
@@ -73,7 +73,10 @@ class TriageOptions(PipelineOptions):
             help="Language of every summary: auto (the chat's own) or one ISO 639-1 code for all, for teams that "
             "read one language (score mode; the draft is always in the customer's language).",
         )
-        model.add_argument("--apology_model", default=None, help="KerasHub preset for apologies (default: --model).")
+        model.add_argument(
+            "--apology_model", default=None,
+            help="KerasHub preset for apologies (default: --model; without --model, the shipped apology LoRA).",
+        )
         model.add_argument("--apology_max_length", type=int, default=768, help="Max tokens, prompt plus draft.")
         model.add_argument("--apology_sampler", type=_sampler, default="greedy", help="Sampler for apology drafts.")
         model.add_argument(

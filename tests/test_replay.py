@@ -18,6 +18,7 @@ from local.job import StreamingJob, Tally
 from local.stack import LocalStack
 from pipeline import batch, replay
 from pipeline.contracts import DeadLetter, LetterStatus, Stage, TriageRow
+from pipeline.models import SHIPPED_TRIAGE_LORA
 from pipeline.prompts import Family, SentimentMode, load_prompt, prompt_name
 from pipeline.replay_plan import LatestPerChat
 from pipeline.sinks import rejected_row
@@ -274,7 +275,7 @@ def test_replay_drains_the_emulator_subscription_and_lands_each_chat_once(stack,
 
 @pytest.mark.slow
 def test_the_default_model_replays_dead_letters_of_a_failed_batch(first_run, tmp_path):
-    # Two chats whose batch failed in the first run, replayed on the default model (no --model): the shipped LoRA.
+    # Two chats whose batch failed in the first run, replayed on the default models (no --model): the shipped LoRAs.
     letters = [letter for letter in read_lines(first_run, "error") if letter["chat_id"] in {"2", "3"}]
     assert {letter["stage"] for letter in letters} == {"triage_inference"}
     source = write_lines(tmp_path / "letters.jsonl", letters)
@@ -284,6 +285,6 @@ def test_the_default_model_replays_dead_letters_of_a_failed_batch(first_run, tmp
 
     landed = [(row["chat_id"], row["model_id"], row["prompt_version"]) for row in read_lines(out, "main")]
     landed += [(m["chat_id"], m["model_id"], m["triage_prompt_version"]) for m in read_lines(out, "negative")]
-    tuned = load_prompt(prompt_name("triage", Family.TUNED, SentimentMode.SCORE)).version
-    assert sorted(landed) == [("2", "gemma3-270m-sentiment-lora", tuned), ("3", "gemma3-270m-sentiment-lora", tuned)]
+    task = load_prompt(prompt_name("triage", Family.TASK, SentimentMode.SCORE)).version
+    assert sorted(landed) == [("2", SHIPPED_TRIAGE_LORA.name, task), ("3", SHIPPED_TRIAGE_LORA.name, task)]
     assert read_lines(out, "error") == [] and read_lines(out, "parked") == []

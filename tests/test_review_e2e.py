@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from local.job import StreamingJob, Tally, message_key
 from local.stack import LocalStack
-from pipeline.models import default_model
+from pipeline.models import SHIPPED_APOLOGY_LORA
 from review.app import create_app
 from tests.review_support import desk_on, wait_for
 
@@ -33,7 +33,7 @@ def test_the_streaming_jobs_drafts_reach_the_desk_and_a_decision_reaches_bigquer
             publisher=stack.publisher, bigquery=stack.bigquery,
         )
         with TestClient(create_app(desk)) as client:
-            job = StreamingJob(stack, default_model(), "--share_model_across_processes=false", "--warm_up=false")
+            job = StreamingJob(stack, None, "--share_model_across_processes=false", "--warm_up=false")
             try:
                 stack.publish(payloads)
                 tally = Tally(stack, payloads)
@@ -52,7 +52,7 @@ def test_the_streaming_jobs_drafts_reach_the_desk_and_a_decision_reaches_bigquer
                 chat_id: review["draft_reply"] for chat_id, review in drafted.items()
             }, "every draft the job wrote is in the desk, as written"
             chat_id = queue[0]["chat_id"]
-            assert queue[0]["model_id"] == "gemma3-270m-sentiment-lora" and queue[0]["apology_prompt_version"]
+            assert queue[0]["model_id"] == SHIPPED_APOLOGY_LORA.name and queue[0]["apology_prompt_version"]
 
             decision = client.post(f"/api/drafts/{chat_id}/decision", json={"decision": "approve", "reviewer": "ana"})
             assert decision.status_code == 200

@@ -10,15 +10,15 @@ import pytest
 from handlers import lora, native_logs
 from pipeline import batch
 from pipeline.contracts import LabeledExample
+from pipeline.models import SHIPPED_APOLOGY_LORA, SHIPPED_TRIAGE_LORA
 from pipeline.prompts import Family, SentimentMode, detect_family, load_prompt, prompt_name
 from tests.support import OBVIOUS_CHATS, read_lines, write_lines
 from training import evaluate, text_metrics, tune
 from training.encoding import Encoder, batches, encode
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-SHIPPED = REPOSITORY / "models" / "gemma3-270m-sentiment-lora"
-TASK = REPOSITORY / "models" / "gemma3-270m-task-lora"
 TUNED_VERSION = load_prompt(tune.TUNED_PROMPT).version
+TASK_VERSION = load_prompt(prompt_name("triage", Family.TASK, SentimentMode.SCORE)).version
 
 # Rows a tiny model can learn in a few epochs: each class has its own words.
 WORDS = {
@@ -246,38 +246,39 @@ def test_an_apology_adapter_learns_the_replies_only_and_keeps_its_best_epoch_by_
 
 
 @pytest.mark.slow
-def test_the_shipped_lora_loads_on_the_real_270m_and_reads_obvious_chats(tmp_path):
-    """The shipped LoRA on the real Gemma 3 270M (its base built into the cache as `make model` does)."""
-    assert lora.read_manifest(SHIPPED)["base"]["model_id"] == "gemma3_270m_base"
+def test_the_shipped_triage_lora_loads_on_the_real_270m_and_reads_obvious_chats(tmp_path):
+    """The shipped triage LoRA on the real Gemma 3 270M (its base built into the cache as `make model` does)."""
+    assert lora.read_manifest(SHIPPED_TRIAGE_LORA)["base"]["model_id"] == "gemma3_270m_base"
     rows = write_lines(tmp_path / "rows.jsonl", [{"id": i, "text": t, "label": label} for i, t, label in OBVIOUS_CHATS])
-    (report,) = evaluate.run(["--labeled", str(rows), "--model", str(SHIPPED), "--sentiment_only"]).reports
-    assert (report.model_id, report.prompt_version) == ("gemma3-270m-sentiment-lora", TUNED_VERSION)
+    (report,) = evaluate.run(["--labeled", str(rows), "--sentiment_only"]).reports
+    assert (report.model_id, report.prompt_version) == (SHIPPED_TRIAGE_LORA.name, TASK_VERSION)
     # Neutral is the tuned model's weak class (README); the plain angry and happy chats must be right.
     assert (report.recall["negative"], report.recall["positive"]) == (1.0, 1.0), report.confusion
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped LoRA reads 1 of 14 angry samples (app-36, Korean) as neutral")
-def test_the_shipped_lora_finds_every_angry_sample_chat():
+def test_the_shipped_triage_lora_finds_every_angry_sample_chat():
     (report,) = evaluate.run([
         "--labeled", str(REPOSITORY / "samples" / "chats.jsonl"),
-        "--label_file", str(REPOSITORY / "samples" / "labels.jsonl"), "--model", str(SHIPPED), "--sentiment_only",
+        "--label_file", str(REPOSITORY / "samples" / "labels.jsonl"), "--sentiment_only",
     ]).reports
     assert report.recall["negative"] == 1.0, report.confusion
 
 
 @pytest.mark.slow
-def test_the_task_lora_answers_each_complaint_in_its_language_on_the_real_270m(tmp_path):
-    """The whole-task candidate (`make tune-task`) through the batch job: its own prompts for both steps."""
+def test_the_default_models_answer_each_complaint_in_its_language_on_the_real_270m(tmp_path):
+    """The shipped triage and apology LoRAs, the default of the batch job (no --model): the task prompts."""
     chats = write_lines(tmp_path / "chats.jsonl", [
         {"id": 1, "user_id": 5, "chat_message": "My pizza arrived two hours late and completely cold. Unacceptable."},
         {"id": 2, "user_id": 6, "chat_message": "치킨이 덜 익어서 속이 빨갛게 나왔어요. 너무 불쾌합니다."},
     ])
     out = tmp_path / "out"
-    batch.run(["--input", str(chats), "--output_dir", str(out), "--model", str(TASK)])
+    batch.run(["--input", str(chats), "--output_dir", str(out)])
     drafts = {review["chat_id"]: review for review in read_lines(out, "negative")}
     assert sorted(drafts) == ["1", "2"]
     for chat_id, language in (("1", "en"), ("2", "ko")):
         assert text_metrics.language_of(drafts[chat_id]["summary"]) == language, drafts[chat_id]
         assert text_metrics.language_of(drafts[chat_id]["draft_reply"]) == language, drafts[chat_id]
-    assert {review["apology_prompt_version"] for review in drafts.values()} == {"apology-task-v1"}
+    assert {(review["model_id"], review["apology_prompt_version"]) for review in drafts.values()} == {
+        (SHIPPED_APOLOGY_LORA.name, load_prompt("task/apology").version)
+    }
