@@ -92,11 +92,12 @@ def test_an_id_keeps_its_variant_in_every_process():
         assert json.loads(done.stdout) == here
 
 
-def test_the_shipped_file_compares_the_task_lora_with_the_few_shot_prompt():
-    few_shot, task = read_variants(str(SHIPPED))
-    assert (few_shot.name, few_shot.share, task.name, task.share) == ("few-shot", 0.5, "task-lora", 0.5)
-    # The task LoRA drafts with the prompt it was trained on.
-    assert lora.read_manifest(task.folder())["apology_prompt"]["name"] == task.prompt
+def test_the_shipped_file_compares_the_apology_lora_with_the_whole_task_lora():
+    apology, task = read_variants(str(SHIPPED))
+    assert (apology.name, apology.share, task.name, task.share) == ("apology-lora", 0.5, "task-lora", 0.5)
+    # Each drafts with the prompt it was trained on.
+    for variant in (apology, task):
+        assert lora.read_manifest(variant.folder())["apology_prompt"]["name"] == variant.prompt
 
 
 def test_with_variants_the_review_topic_gets_the_drafts_of_every_variant():
@@ -111,7 +112,7 @@ def test_with_variants_the_review_topic_gets_the_drafts_of_every_variant():
     run.build_pipeline(pipeline, options.view_as(StreamingOptions), triage)
 
     transforms = {t.unique_name: t for t in pipeline.to_runner_api().components.transforms.values()}
-    assert {"TriageChats/DraftApologies/few-shot/Gemma/RunInference",
+    assert {"TriageChats/DraftApologies/apology-lora/Gemma/RunInference",
             "TriageChats/DraftApologies/task-lora/Gemma/RunInference"} <= set(transforms)
     # The review topic takes the drafts of every variant, and the sentiment checks, through one Flatten.
     [review_input] = transforms["PublishForReview"].inputs.values()
@@ -214,6 +215,6 @@ def test_the_shipped_variants_draft_on_the_real_270m(tmp_path):
                "--apology_variants", str(SHIPPED), "--share_model_across_processes=false"])
     drafts = read_lines(out, "negative")
     assert {(m["chat_id"], m["variant"], m["model_id"], m["apology_prompt_version"]) for m in drafts} == {
-        (ids[0], "few-shot", "gemma3-270m-sentiment-lora", "apology-base-v1"),
+        (ids[0], "apology-lora", "gemma3-270m-apology-lora", "apology-task-v1"),
         (ids[1], "task-lora", "gemma3-270m-task-lora", "apology-task-v1"),
     }
