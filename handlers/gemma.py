@@ -14,12 +14,17 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.utils import shared
 
 from handlers.choice import Choice, confidence
-from handlers.generator import Generation, KerasHubGenerator, SamplerSpec, WarmUp
+from handlers.generator import USAGE, Generation, KerasHubGenerator, SamplerSpec, WarmUp
 from handlers.shapes import batch_sizes, smallest_at_least
 
-__all__ = ["GemmaModelHandler"]
+__all__ = ["GemmaModelHandler", "usage_metric"]
 
 _INFERENCE_ARGS = frozenset({"max_length", "sampler"})
+
+
+def usage_metric(name: str) -> str:
+    """The Beam counter that a figure of `KerasHubGenerator.usage` goes to: seconds as milliseconds."""
+    return name.removesuffix("_s") + "_milli_secs" if name.endswith("_s") else name
 
 
 class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
@@ -112,6 +117,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._batch_sizes = Metrics.distribution(metrics_namespace, "batch_size")
         self._warm_up_shapes = Metrics.counter(metrics_namespace, "warm_up_shapes")
         self._warm_up_secs = Metrics.distribution(metrics_namespace, "warm_up_milli_secs")
+        # What the model ran for this handler's batches (`KerasHubGenerator.usage`), seconds as milliseconds.
+        self._usage = {name: Metrics.counter(metrics_namespace, usage_metric(name)) for name in USAGE}
 
     @property
     def model_id(self) -> str:
@@ -207,7 +214,16 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             self._warm_up_shapes.inc(self._unreported.shapes)
             self._warm_up_secs.update(int(self._unreported.seconds * 1000))
             self._unreported = None
-        settings = {**self._defaults, **(inference_args or {})}
+        before = model.usage()
+        try:
+            return self._answer(batch, model, {**self._defaults, **(inference_args or {})})
+        finally:
+            after = model.usage()
+            for name, counter in self._usage.items():
+                spent = after.get(name, 0) - before.get(name, 0)
+                counter.inc(round(spent * 1000 if name.endswith("_s") else spent))
+
+    def _answer(self, batch: Sequence[str], model: KerasHubGenerator, settings: dict) -> list[PredictionResult]:
         prompts = list(batch)
         pad_to = smallest_at_least(self._padded_sizes, len(prompts))
         # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.

@@ -16,11 +16,13 @@ from handlers.prefix_cache import Prefilled, PrefixCache
 from handlers.shapes import bucket, reachable_lengths, rest_widths, scoring_widths
 from handlers.stateless import jit_with_weights
 
-__all__ = ["Generation", "KerasHubGenerator", "SamplerSpec", "WarmUp"]
+__all__ = ["USAGE", "Generation", "KerasHubGenerator", "SamplerSpec", "WarmUp"]
 
 SamplerSpec = str | Mapping[str, Any]
 # Instruction-tuned Gemma ends its turn with this token; stopping there saves generating up to max_length.
 _END_OF_TURN = "<end_of_turn>"
+# What `KerasHubGenerator.usage` counts: token positions, then seconds.
+USAGE = ("scored_tokens", "prefilled_tokens", "score_s", "prefill_s", "decode_s", "generate_s")
 # Texts a chat may begin with: a head's token ids are those it shares with the head followed by each, since the
 # tokenizer may merge the head's last characters with the chat's first ones.
 _PROBES = ("x", " x", "X", "1", "\n", " ", ":", "<", "한", "é")
@@ -107,12 +109,17 @@ class KerasHubGenerator:
             ids.append(tokens[0])
         return ids
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text is, without the start token."""
+        return [count - 1 for count in self._prompt_tokens(list(texts))]
+
     def cache_heads(self, heads: Sequence[str]) -> None:
         """Computes the key/value cache of each of `heads` (prompt texts before the chat) once for this model, so
         that a prompt starting with one is prefilled only after it. Nothing when the prefix cache is off."""
         for head in set(heads) - self._cached_heads if self._prefixes else ():
             probes = self._sequences([head + probe for probe in _PROBES])
-            shared = next((at for at in range(min(map(len, probes))) if len({p[at] for p in probes}) > 1), None)
+            shortest = min(map(len, probes))
+            shared = next((at for at in range(shortest) if len({p[at] for p in probes}) > 1), shortest - 1)
             with self._lock:
                 self._prefixes.add(probes[0][:shared])
             self._cached_heads.add(head)
@@ -183,9 +190,9 @@ class KerasHubGenerator:
         """
         length, max_length = lengths
         sampler_object = self._stateless_sampler(sampler)
-        sequences = self._sequences([prompts[index] for index in fitting])
         if self._prefixes is None or sampler_object is None:
             return None
+        sequences = self._sequences([prompts[index] for index in fitting])
         with self._lock:
             source = self._continued(len(prompts), fitting, sequences)
             if source is None:

@@ -105,6 +105,7 @@ def _batching(options: TriageOptions) -> dict:
         "max_batch_size": options.max_batch_size,
         "max_batch_duration_secs": options.max_batch_duration_secs,
         "share_across_processes": options.share_model_across_processes,
+        "prefix_cache": options.prefix_cache,
     }
 
 
