@@ -2,13 +2,11 @@
 
 Gemma 3 keeps a tuple of per-layer (key, value) arrays of shape (batch, length, heads, head_dim); Gemma and Gemma 2
 keep one array of shape (batch, layers, 2, length, heads, head_dim). Every function here runs inside a traced
-(jitted) function and works on either layout: only the axis of positions differs.
+(jitted) function and works on either layout: only the axis of positions differs. JAX is imported where it is
+used, as in the rest of `handlers`, so that importing the handler does not start it.
 """
 
 from __future__ import annotations
-
-import jax
-import jax.numpy as jnp
 
 from handlers import native_logs
 
@@ -21,6 +19,8 @@ def _positions_axis(leaf) -> int:
 
 def empty(model, batch: int, length: int):
     """A zero cache of `batch` rows and `length` positions, in `model`'s layout and compute dtype."""
+    import jax.numpy as jnp
+
     backbone = model.backbone
     per_layer = (batch, length, backbone.num_key_value_heads, backbone.head_dim)
     if isinstance(backbone, native_logs.keras_hub().models.Gemma3Backbone):
@@ -34,12 +34,17 @@ def empty(model, batch: int, length: int):
 
 def length(cache) -> int:
     """How many positions `cache` holds."""
+    import jax
+
     leaf = jax.tree.leaves(cache)[0]
     return leaf.shape[_positions_axis(leaf)]
 
 
 def join(head, rest):
     """The one-row cache `head` repeated over `rest`'s rows, followed by `rest`'s positions."""
+    import jax
+    import jax.numpy as jnp
+
     return jax.tree.map(
         lambda h, r: jnp.concatenate(
             [jnp.broadcast_to(h, (r.shape[0], *h.shape[1:])).astype(r.dtype), r], axis=_positions_axis(r)
@@ -50,6 +55,8 @@ def join(head, rest):
 
 def resize(cache, length: int):
     """`cache` cut or zero-padded to `length` positions (what is cut must hold no prompt)."""
+    import jax
+    import jax.numpy as jnp
 
     def fit(leaf):
         axis = _positions_axis(leaf)
@@ -64,4 +71,7 @@ def resize(cache, length: int):
 
 def rows(cache, indices):
     """The rows `indices` of `cache` (padding a batch with copies of its last row)."""
+    import jax
+    import jax.numpy as jnp
+
     return jax.tree.map(lambda leaf: jnp.take(leaf, indices, axis=0), cache)
