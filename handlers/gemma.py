@@ -131,11 +131,13 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         Handlers of the same class, preset and default sampler get the same tag, so two RunInference steps share
         one copy of the weights per worker (when models are shared across processes); another sampler gets a
         copy of its own, since switching samplers would recompile `generate()` at every batch; so does a handler
-        with the prefix cache off.
+        with the prefix cache off. The loaded model's public methods are part of the tag: a model server of older
+        code on the same machine (Beam finds one by its tag) would lack some.
         """
         handler_class = f"{type(self).__module__}.{type(self).__qualname__}"
+        interface = sorted(name for name in dir(KerasHubGenerator) if not name.startswith("_"))
         key = json.dumps(
-            [handler_class, self._preset.rstrip("/"), self._defaults["sampler"], *([] if self._prefix_cache else [0])],
+            [handler_class, self._preset.rstrip("/"), self._defaults["sampler"], not self._prefix_cache, interface],
             sort_keys=True,
         )
         return "gemma-" + hashlib.sha256(key.encode()).hexdigest()[:16]
