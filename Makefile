@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install model tune tune-sentiment tune-task tune-apology test lint browser demo review batch replay bench lock clean
+.PHONY: help install model tune tune-sentiment tune-task tune-apology test lint browser demo review batch replay bench bench-deps lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -87,9 +87,15 @@ replay: model ## Replay the dead letters of make batch (out/error*.jsonl) into o
 		$(if $(MODEL),--model "$(MODEL)")
 	@echo "results (one JSON object per line; error: may be replayed again, parked: final):"; wc -l out/replay/*.jsonl
 
-bench: $(INSTALLED) ## Benchmark (quick, under 5 min): pipeline vs bare model vs blueprint; JSON on the last line
-	model="$(MODEL)"; test -n "$$model" || model=$$($(BIN)/python -m handlers.gguf_preset | tail -1); \
-	uptime; $(BIN)/python -m benchmarks.throughput --quick --model "$$model"; uptime
+bench: model ## Benchmark (quick) the jobs' default model in score mode: pipeline, uncached, bare model, blueprint (MODEL=<preset>)
+	uptime; $(BIN)/python -m benchmarks.throughput --quick $(if $(MODEL),--model "$(MODEL)"); uptime
+
+# The benchmark's optional llamacpp phase: llama-cpp-python builds llama.cpp from source (no wheel for this CPU on
+# PyPI), which takes a long time on two cores. Not part of the locks: the jobs never run it.
+LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+
+bench-deps: $(INSTALLED) ## Install llama-cpp-python for the benchmark's llamacpp phase (builds from source: long)
+	$(BIN)/pip install --quiet "$(LLAMA_CPP_PYTHON)"
 
 # pip-compile (pip-tools, at the dev extra's pin) in a scratch environment, so that `make lock` works when
 # .venv cannot be installed from the old locks. Each lock starts from its current pins and moves only what

@@ -39,18 +39,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PHASES = ("pipeline", "floor", "blueprint", "recompiles")
+PHASES = ("pipeline", "uncached", "floor", "blueprint", "recompiles", "llamacpp")
 # Quick mode: under 5 minutes on two idle cores with Gemma 3 270M. Each phase costs a process start, imports and a
 # model load (about 30 s) besides its chats; `recompiles` (a warm-up at load, about 80 s on a loaded machine) runs
 # only when named: the tests and the streaming phase check compilations after warm-up.
-QUICK = {"chats": 8, "phases": ("pipeline", "floor", "blueprint"), "recompile_batch_size": 2}
+QUICK = {"chats": 8, "phases": ("pipeline", "uncached", "floor", "blueprint", "llamacpp"), "recompile_batch_size": 2}
 # Makes a chat about 150 tokens longer, into the next length bucket.
 _LONGER = " Let me repeat it: the order was late, the food was cold, the driver was rude, and nobody answered." * 5
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="KerasHub preset (default: the local Gemma 3 270M).")
+    parser.add_argument(
+        "--model", default=None, help="KerasHub preset (default: the jobs' default, `pipeline.models.default_model()`)."
+    )
     parser.add_argument("--input", default=str(REPO / "samples" / "chats.jsonl"), help="JSON Lines chats to cycle.")
     parser.add_argument("--chats", type=int, default=64, help="Chats per run (N).")
     parser.add_argument("--batch_size", type=int, default=8, help="Prompts per generate() call (B).")
@@ -59,7 +61,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     # In `score` mode (the jobs' default) the floor and the blueprint make the handler's scoring pass too, then
     # generate what follows the picked label: the same work as the pipeline.
     parser.add_argument(
-        "--sentiment_mode", default="generate", choices=("generate", "score"),
+        "--sentiment_mode", default="score", choices=("generate", "score"),
         help="The triage mode the pipeline runs (and the floor and the blueprint imitate).",
     )
     parser.add_argument(
@@ -126,9 +128,9 @@ def write_chats(source: str, count: int, path: Path) -> list[dict]:
 def _model(arguments) -> str:
     if arguments.model:
         return arguments.model
-    from handlers import gguf_preset
+    from pipeline.models import default_model
 
-    return str(gguf_preset.build_preset())
+    return default_model()
 
 
 def _prompts(arguments, workdir: Path):
@@ -155,13 +157,15 @@ def _prompts(arguments, workdir: Path):
 # --- Phases (each runs in a process of its own) --------------------------------------------------------------------
 
 
-def phase_pipeline(arguments, workdir: Path) -> dict:
-    """The batch job end to end on FnApiRunner."""
+def phase_pipeline(arguments, workdir: Path, prefix_cache: bool = True) -> dict:
+    """The batch job end to end on FnApiRunner (`uncached`: with `--prefix_cache false`)."""
     import apache_beam as beam
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from benchmarks.compiles import CompileCounter
+    from handlers.gemma import usage_metric
+    from handlers.generator import USAGE
     from pipeline import batch
     from pipeline.graph import TriageChats
     from pipeline.models import APOLOGY_NAMESPACE, TRIAGE_NAMESPACE
@@ -170,11 +174,11 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
     options = PipelineOptions([
         "--runner", "FnApiRunner", "--model", arguments.model, "--sentiment_mode", arguments.sentiment_mode,
         "--max_length", str(arguments.max_length), "--apology_max_length", str(arguments.apology_max_length),
-        "--max_batch_size", str(arguments.batch_size),
+        "--max_batch_size", str(arguments.batch_size), "--prefix_cache", str(prefix_cache).lower(),
     ])
     pipeline = beam.Pipeline(options=options)
     batch.build_pipeline(
-        pipeline, str(workdir / "chats.jsonl"), str(workdir / "out"),
+        pipeline, str(workdir / "chats.jsonl"), str(workdir / ("out" if prefix_cache else "out-uncached")),
         TriageChats.from_options(options.view_as(TriageOptions)),
     )
     with CompileCounter() as compiles:
@@ -195,37 +199,51 @@ def phase_pipeline(arguments, workdir: Path) -> dict:
             "mean_batch": round(sizes.mean, 2) if sizes and sizes.count else None,
             "model_loads": load.count if load else 0,
             "load_s": round(load.sum / 1000, 1) if load else 0.0,
+            "usage": {name: counters.get(usage_metric(name), 0) for name in USAGE},
         }
     load_s = sum(m["load_s"] for m in metrics.values())
     outputs = {}
-    for path in glob.glob(str(workdir / "out" / "*")):
+    for path in glob.glob(str(workdir / ("out" if prefix_cache else "out-uncached") / "*")):
         with open(path) as lines:
             outputs[Path(path).name.split("-")[0]] = sum(1 for _ in lines)
     return {
         "wall_s": round(wall, 1), "load_s": load_s, "compile_s": round(compiles.seconds, 1),
         "compiles": compiles.count, "seconds": round(wall - load_s - compiles.seconds, 1),
         "models": metrics, "outputs": outputs,
+        "usage": _per_chat({
+            name: sum(m["usage"][name] / (1000 if name.endswith("_s") else 1) for m in metrics.values())
+            for name in USAGE
+        }, arguments.chats),
+    }
+
+
+def phase_uncached(arguments, workdir: Path) -> dict:
+    """The batch job with the prefix cache off: every prompt prefilled whole, the summary's apart from the label's."""
+    return phase_pipeline(arguments, workdir, prefix_cache=False)
+
+
+def _per_chat(usage: dict[str, float], chats: int) -> dict:
+    """`KerasHubGenerator.usage` of a phase: token positions per chat and seconds in all, per stage."""
+    return {
+        **{name: round(value, 1) for name, value in usage.items() if name.endswith("_s")},
+        **{f"{name}_per_chat": round(value / chats, 1) for name, value in usage.items() if name.endswith("_tokens")},
     }
 
 
 def _run_bare(arguments, per_element: bool) -> dict:
     """The model alone, without Beam: the floor (batches of B at bucketed lengths, as the handler runs them) or
     the blueprint (one call per prompt at the full `max_length`, as its handler did)."""
-    import numpy as np
-
     from benchmarks.compiles import CompileCounter
-    from handlers import lora, native_logs
+    from handlers import lora
     from handlers.generator import KerasHubGenerator
     from pipeline.models import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS, handler_prompt_args
-
-    keras_hub = native_logs.keras_hub()
 
     workdir = Path(arguments.workdir)
     (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
     started = time.monotonic()
-    model = KerasHubGenerator(arguments.model)
+    # The blueprint's handler had no prefix cache; the floor runs the model as the pipeline's handler does.
+    model = KerasHubGenerator(arguments.model, prefix_cache=not per_element)
     load_s = time.monotonic() - started
-    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(arguments.model)
     tasks = (
         (triage, triage_prompts, arguments.max_length, TRIAGE_REPLY_TOKENS),
         (apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
@@ -235,7 +253,9 @@ def _run_bare(arguments, per_element: bool) -> dict:
         started = time.monotonic()
         for template, prompts, max_length, reply_tokens in tasks:
             size = 1 if per_element else arguments.batch_size
-            choice = handler_prompt_args(template, lora.label_offsets(arguments.model, template.name))["choice"]
+            prompt_args = handler_prompt_args(template, lora.label_offsets(arguments.model, template.name))
+            choice = prompt_args["choice"]
+            model.cache_heads(prompt_args["heads"])
             # Once per model, as the handler makes it.
             prior = choice.prior(model) if choice else None
             for first in range(0, len(prompts), size):
@@ -248,12 +268,17 @@ def _run_bare(arguments, per_element: bool) -> dict:
                 )
                 calls += 1
                 # The reply and its stop token.
-                generated += sum(len(np.asarray(tokenizer.tokenize(reply.text))) + 1 for reply in replies)
+                generated += sum(model.count_tokens([reply.text for reply in replies])) + len(replies)
         wall = time.monotonic() - started
     return {
         "wall_s": round(wall, 1), "load_s": round(load_s, 1), "compile_s": round(compiles.seconds, 1),
         "compiles": compiles.count, "seconds": round(wall - compiles.seconds, 1), "generate_calls": calls,
         "prompts": len(triage_prompts) + len(apology_prompts), "generated_tokens": generated,
+        "usage": _per_chat(model.usage(), arguments.chats),
+        # The chats' own tokens (each chat's text alone), beside the positions prefilled for them.
+        "chat_tokens_per_chat": round(sum(model.count_tokens([
+            json.loads(line)["chat_message"] for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()
+        ])) / arguments.chats, 1),
     }
 
 
@@ -263,6 +288,70 @@ def phase_floor(arguments, workdir: Path) -> dict:
 
 def phase_blueprint(arguments, workdir: Path) -> dict:
     return _run_bare(arguments, per_element=True)
+
+
+def phase_llamacpp(arguments, workdir: Path) -> dict:
+    """The floor's prompts through llama-cpp-python on the GGUF file the local model was converted from: greedy,
+    llama.cpp's reuse of the previous prompt's evaluated prefix on, labels from its log-probabilities (with the
+    handler's prior and offsets), then the continuation. The base weights: a LoRA preset's adapter is not applied,
+    so a tuned default's labels and texts differ; the work per chat is the same."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return {"status": "not installed: make bench-deps"}
+    import numpy as np
+
+    from handlers import gguf_preset, lora
+    from pipeline.models import APOLOGY_REPLY_TOKENS, TRIAGE_REPLY_TOKENS, handler_prompt_args
+
+    (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
+    started = time.monotonic()
+    gguf = gguf_preset.assemble_gguf(workdir / "model.gguf")
+    model = llama_cpp.Llama(model_path=str(gguf), n_ctx=arguments.apology_max_length, n_threads=2, verbose=False)
+    load_s = time.monotonic() - started
+    evaluated = generated = 0
+
+    def tokens_past_prefix(prompt: str) -> tuple[list[int], int]:
+        """The prompt's tokens and how many of them llama.cpp reuses from its last evaluation (all but one, at most:
+        the last is evaluated again for its logits, as llama-cpp-python does)."""
+        nonlocal evaluated
+        tokens = model.tokenize(prompt.encode(), add_bos=True, special=True)
+        shared = next((at for at, (a, b) in enumerate(zip(model.input_ids, tokens)) if a != b), model.n_tokens)
+        shared = min(shared, len(tokens) - 1)
+        evaluated += len(tokens) - shared
+        return tokens, shared
+
+    def next_logprobs(prompt: str) -> np.ndarray:
+        tokens, shared = tokens_past_prefix(prompt)
+        model.n_tokens = shared
+        model.eval(tokens[shared:])
+        logits = np.asarray(model.scores[model.n_tokens - 1], dtype="float64")
+        return logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+
+    started = time.monotonic()
+    for template, prompts, reply_tokens in (
+        (triage, triage_prompts, TRIAGE_REPLY_TOKENS), (apology, apology_prompts, APOLOGY_REPLY_TOKENS)
+    ):
+        choice = handler_prompt_args(template, lora.label_offsets(arguments.model, template.name))["choice"]
+        ids = [model.tokenize(option.encode(), add_bos=False)[0] for option in choice.options] if choice else []
+        prior = np.mean([next_logprobs(p)[ids] for p in choice.baseline_prompts], axis=0) if choice and \
+            choice.baseline_prompts else np.zeros(len(ids))
+        prior = prior - np.asarray(choice.offsets or np.zeros(len(ids))) if choice else prior
+        for prompt in prompts:
+            if choice:
+                pick = choice.options[int(np.argmax(next_logprobs(prompt)[ids] - prior))]
+                prompt = choice.continuation(prompt, pick)
+            tokens_past_prefix(prompt)
+            reply = model.create_completion(
+                prompt, max_tokens=reply_tokens, temperature=0.0, stop=list(template.stop) or None
+            )
+            generated += reply["usage"]["completion_tokens"]
+    seconds = time.monotonic() - started
+    return {
+        "load_s": round(load_s, 1), "seconds": round(seconds, 1), "generated_tokens": generated,
+        "prompts": len(triage_prompts) + len(apology_prompts),
+        "usage": {"evaluated_tokens_per_chat": round(evaluated / arguments.chats, 1)},
+    }
 
 
 def phase_recompiles(arguments, workdir: Path) -> dict:
@@ -441,7 +530,8 @@ def measure_streaming(arguments, workdir: Path) -> dict:
 
 
 _PHASES = {
-    "pipeline": phase_pipeline, "floor": phase_floor, "blueprint": phase_blueprint, "recompiles": phase_recompiles,
+    "pipeline": phase_pipeline, "uncached": phase_uncached, "floor": phase_floor, "blueprint": phase_blueprint,
+    "recompiles": phase_recompiles, "llamacpp": phase_llamacpp,
     "streaming": measure_streaming,
 }
 
@@ -479,16 +569,16 @@ def summarise(arguments, results: dict) -> dict:
     """Chats/s and tokens/s of each approach, the ratios the issue targets, and the run's settings."""
     # The three run the same prompts (greedy decoding), so the replies the floor counted are the pipeline's too.
     tokens = results.get("floor", {}).get("generated_tokens")
-    for name in ("pipeline", "floor", "blueprint", "streaming"):
+    for name in ("pipeline", "uncached", "floor", "blueprint", "llamacpp", "streaming"):
         result = results.get(name)
         if result and result.get("seconds"):
             result["chats_per_s"] = round(arguments.chats / result["seconds"], 3)
             generated = result.get("generated_tokens") or tokens
             result["tokens_per_s"] = round(generated / result["seconds"], 2) if generated else None
     # Throughput ratios on the same chats: the inverse ratio of the seconds each took.
-    pipeline, floor, blueprint, streaming = (
+    pipeline, uncached, floor, blueprint, llamacpp, streaming = (
         1 / results[name]["seconds"] if results.get(name, {}).get("seconds") else None
-        for name in ("pipeline", "floor", "blueprint", "streaming")
+        for name in ("pipeline", "uncached", "floor", "blueprint", "llamacpp", "streaming")
     )
     return {
         "settings": {
@@ -499,6 +589,8 @@ def summarise(arguments, results: dict) -> dict:
         "load_average": results.pop("load_average"),
         **results,
         "pipeline_over_floor": _ratio(pipeline, floor),
+        "pipeline_over_uncached": _ratio(pipeline, uncached),
+        "pipeline_over_llamacpp": _ratio(pipeline, llamacpp),
         "pipeline_over_blueprint": _ratio(pipeline, blueprint),
         "streaming_over_floor": _ratio(streaming, floor),
         "compiles_after_warmup": results.get("recompiles", {}).get("compiles_after_warmup"),

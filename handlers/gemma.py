@@ -14,12 +14,17 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.utils import shared
 
 from handlers.choice import Choice, confidence
-from handlers.generator import Generation, KerasHubGenerator, SamplerSpec, WarmUp
+from handlers.generator import USAGE, Generation, KerasHubGenerator, SamplerSpec, WarmUp
 from handlers.shapes import batch_sizes, smallest_at_least
 
-__all__ = ["GemmaModelHandler"]
+__all__ = ["GemmaModelHandler", "usage_metric"]
 
 _INFERENCE_ARGS = frozenset({"max_length", "sampler"})
+
+
+def usage_metric(name: str) -> str:
+    """The Beam counter that a figure of `KerasHubGenerator.usage` goes to: seconds as milliseconds."""
+    return name.removesuffix("_s") + "_milli_secs" if name.endswith("_s") else name
 
 
 class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
@@ -46,6 +51,10 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
             padded batch size at each length bucket a prompt at least this long can land in, for `generate()`
             and, with `choice`, for the scoring pass (`KerasHubGenerator.warm_up`). It costs load time (minutes on a
             CPU: benchmarks/README.md), and no batch compiles after it.
+        heads: prompt texts before the chat (`PromptTemplate.head()`) whose key/value cache the model computes
+            once and reuses for every prompt that starts with one (`KerasHubGenerator.cache_heads`).
+        prefix_cache: false turns the prefix cache off: every prompt is prefilled whole, scored and generated
+            apart (for measuring what the cache saves).
 
     Batches are padded to one of `batch_sizes(max_batch_size)` rows, so the model compiles a few shapes only.
 
@@ -73,6 +82,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         reply_tokens: int | None = None,
         choose_only: bool = False,
         warm_up_prompt: str | None = None,
+        heads: Sequence[str] = (),
+        prefix_cache: bool = True,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -93,6 +104,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._padded_sizes = batch_sizes(max_batch_size)
         self._prior: np.ndarray | None = None
         self._warm_up_prompt = warm_up_prompt
+        self._heads = tuple(heads)
+        self._prefix_cache = prefix_cache
         # Whether this copy of the handler has warmed its model; a warm-up done at load, before any bundle, is
         # reported to the metrics with the first batch (Beam has no metrics context while it loads the model).
         self._warmed = warm_up_prompt is None
@@ -104,6 +117,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._batch_sizes = Metrics.distribution(metrics_namespace, "batch_size")
         self._warm_up_shapes = Metrics.counter(metrics_namespace, "warm_up_shapes")
         self._warm_up_secs = Metrics.distribution(metrics_namespace, "warm_up_milli_secs")
+        # What the model ran for this handler's batches (`KerasHubGenerator.usage`), seconds as milliseconds.
+        self._usage = {name: Metrics.counter(metrics_namespace, usage_metric(name)) for name in USAGE}
 
     @property
     def model_id(self) -> str:
@@ -115,10 +130,16 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
 
         Handlers of the same class, preset and default sampler get the same tag, so two RunInference steps share
         one copy of the weights per worker (when models are shared across processes); another sampler gets a
-        copy of its own, since switching samplers would recompile `generate()` at every batch.
+        copy of its own, since switching samplers would recompile `generate()` at every batch; so does a handler
+        with the prefix cache off. The loaded model's public methods are part of the tag: a model server of older
+        code on the same machine (Beam finds one by its tag) would lack some.
         """
         handler_class = f"{type(self).__module__}.{type(self).__qualname__}"
-        key = json.dumps([handler_class, self._preset.rstrip("/"), self._defaults["sampler"]], sort_keys=True)
+        interface = sorted(name for name in dir(KerasHubGenerator) if not name.startswith("_"))
+        key = json.dumps(
+            [handler_class, self._preset.rstrip("/"), self._defaults["sampler"], not self._prefix_cache, interface],
+            sort_keys=True,
+        )
         return "gemma-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def load_model(self) -> KerasHubGenerator:
@@ -127,7 +148,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         return self._in_process.acquire(self._load, tag=self.model_tag)
 
     def _load(self) -> KerasHubGenerator:
-        model = KerasHubGenerator(self._preset)
+        model = KerasHubGenerator(self._preset, prefix_cache=self._prefix_cache)
         self._warm_up(model)
         return model
 
@@ -154,6 +175,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         """
         if self._warmed:
             return
+        for handler in (self, *self._companions):
+            model.cache_heads(handler._heads)
         runs = [run for handler in (self, *self._companions) for run in handler._warm_up_runs(model)]
         self._warmed = True
         self._unreported = WarmUp(sum(run.shapes for run in runs), sum(run.seconds for run in runs))
@@ -188,11 +211,21 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         self._warm_up(model)
+        model.cache_heads(self._heads)
         if self._unreported:
             self._warm_up_shapes.inc(self._unreported.shapes)
             self._warm_up_secs.update(int(self._unreported.seconds * 1000))
             self._unreported = None
-        settings = {**self._defaults, **(inference_args or {})}
+        before = model.usage()
+        try:
+            return self._answer(batch, model, {**self._defaults, **(inference_args or {})})
+        finally:
+            after = model.usage()
+            for name, counter in self._usage.items():
+                spent = after.get(name, 0) - before.get(name, 0)
+                counter.inc(round(spent * 1000 if name.endswith("_s") else spent))
+
+    def _answer(self, batch: Sequence[str], model: KerasHubGenerator, settings: dict) -> list[PredictionResult]:
         prompts = list(batch)
         pad_to = smallest_at_least(self._padded_sizes, len(prompts))
         # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from handlers.shapes import bucket, reachable_lengths, scoring_widths
+from handlers.prefix_cache import Prefilled, PrefixCache
+from handlers.shapes import bucket, reachable_lengths, rest_widths, scoring_widths
+from handlers.stateless import jit_with_weights
 
-__all__ = ["Generation", "KerasHubGenerator", "SamplerSpec", "WarmUp"]
+__all__ = ["USAGE", "Generation", "KerasHubGenerator", "SamplerSpec", "WarmUp"]
 
 SamplerSpec = str | Mapping[str, Any]
 # Instruction-tuned Gemma ends its turn with this token; stopping there saves generating up to max_length.
 _END_OF_TURN = "<end_of_turn>"
+# What `KerasHubGenerator.usage` counts: token positions, then seconds.
+USAGE = ("scored_tokens", "prefilled_tokens", "score_s", "prefill_s", "decode_s", "generate_s")
+# Texts a chat may begin with: a head's token ids are those it shares with the head followed by each, since the
+# tokenizer may merge the head's last characters with the chat's first ones.
+_PROBES = ("x", " x", "X", "1", "\n", " ", ":", "<", "한", "é")
 
 
 class Generation(NamedTuple):
@@ -35,6 +44,14 @@ class Generation(NamedTuple):
         return self.prompt_tokens < self.max_length
 
 
+
+
+class _Scored(NamedTuple):
+    """The last cached scoring pass, which `generate()` continues when it is sent the same prompts extended."""
+
+    batch_size: int
+    rows: dict[int, int]  # the index of each scored prompt in its batch: its row in the cache
+    prefilled: Prefilled
 
 
 class WarmUp(NamedTuple):
@@ -58,7 +75,7 @@ class KerasHubGenerator:
     object can live in another process behind Beam's shared-model proxy.
     """
 
-    def __init__(self, preset: str):
+    def __init__(self, preset: str, *, prefix_cache: bool = True):
         from handlers import lora
 
         self._model = lora.load_causal_lm(preset)
@@ -69,6 +86,13 @@ class KerasHubGenerator:
             stop.append(self._tokenizer.token_to_id(_END_OF_TURN))
         self._stop_token_ids = tuple(stop)
         self._forward = None
+        # Off, every prompt is prefilled whole from its first token, by KerasHub's generate() (the path a prompt
+        # without a cached head takes anyway).
+        self._prefixes = PrefixCache(self._model) if prefix_cache else None
+        self._cached_heads: set[str] = set()
+        self._scored: _Scored | None = None
+        self._samplers: dict[str, Any] = {}
+        self._usage: collections.Counter[str] = collections.Counter()
         # The shapes warm-up has run, so that a second handler or thread sharing this model does not run them again.
         self._warm: set[tuple] = set()
         # Two RunInference steps may share one loaded model (the same tag), and a streaming runner calls from
@@ -84,6 +108,27 @@ class KerasHubGenerator:
                 raise ValueError(f"{text!r} is {len(tokens)} tokens for this tokenizer, not one")
             ids.append(tokens[0])
         return ids
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text is, without the start token."""
+        return [count - 1 for count in self._prompt_tokens(list(texts))]
+
+    def cache_heads(self, heads: Sequence[str]) -> None:
+        """Computes the key/value cache of each of `heads` (prompt texts before the chat) once for this model, so
+        that a prompt starting with one is prefilled only after it. Nothing when the prefix cache is off."""
+        for head in set(heads) - self._cached_heads if self._prefixes else ():
+            probes = self._sequences([head + probe for probe in _PROBES])
+            shortest = min(map(len, probes))
+            shared = next((at for at in range(shortest) if len({p[at] for p in probes}) > 1), shortest - 1)
+            with self._lock:
+                self._prefixes.add(probes[0][:shared])
+            self._cached_heads.add(head)
+
+    def usage(self) -> dict[str, float]:
+        """What this model ran so far: token positions pushed through the scoring pass and through prefill
+        (padding included; KerasHub's generate() prefills its whole sequence length), and the seconds of each
+        stage (`generate_s`: KerasHub's generate(), prefill and decoding in one call)."""
+        return dict(self._usage)
 
     def generate(
         self,
@@ -113,8 +158,10 @@ class KerasHubGenerator:
             needed = max_length if reply_tokens is None else longest + reply_tokens
             sequence_length = min(bucket(needed), max_length)
             batch = [prompts[index] for index in fitting]
-            batch += batch[-1:] * max(0, (pad_to or 0) - len(batch))
-            replies = self._generate_at(batch, sequence_length, sampler, stop)
+            replies = self._generate_cached(prompts, fitting, (sequence_length, max_length), sampler, stop, pad_to or 0)
+            if replies is None:
+                batch += batch[-1:] * max(0, (pad_to or 0) - len(batch))
+                replies = self._generate_at(batch, sequence_length, sampler, stop)
             for index, reply in zip(fitting, replies):
                 texts[index] = _cut(str(reply), stop)
         return [
@@ -125,9 +172,84 @@ class KerasHubGenerator:
     def _generate_at(self, batch: list[str], sequence_length: int, sampler: SamplerSpec, stop: Sequence[str]) -> list:
         # KerasHub's JAX generate() takes the stop ids as a static argument: other ids compile another function.
         stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
-        with self._lock:
+        with self._lock, self._timed("generate_s"):
             self._use_sampler(sampler)
+            self._usage["prefilled_tokens"] += len(batch) * sequence_length
             return self._model.generate(batch, max_length=sequence_length, stop_token_ids=stop_ids, strip_prompt=True)
+
+    def _generate_cached(
+        self, prompts: list[str], fitting: list[int], lengths: tuple[int, int], sampler: SamplerSpec,
+        stop: Sequence[str], pad_to: int,
+    ) -> list[str] | None:
+        """The replies to `prompts[fitting]` through the prefix cache: continuing the last scoring pass when these
+        prompts extend the ones it scored, else prefilling what follows their head. None where neither applies
+        (no cached head, the cache off, or a sampler with random state, which KerasHub's generate() advances).
+
+        `lengths`: the sequence length to decode at, and `max_length`, the cache's size at prefill (as the
+        scoring pass makes it, so that one compiled decoding per length serves both).
+        """
+        length, max_length = lengths
+        sampler_object = self._stateless_sampler(sampler)
+        if self._prefixes is None or sampler_object is None:
+            return None
+        sequences = self._sequences([prompts[index] for index in fitting])
+        with self._lock:
+            source = self._continued(len(prompts), fitting, sequences)
+            if source is None:
+                head = self._prefixes.head_for(sequences)
+                if head is None:
+                    return None
+                with self._timed("prefill_s"):
+                    source = self._prefixes.prefill(head, sequences, pad_to, max_length), list(range(len(sequences)))
+                self._usage["prefilled_tokens"] += source[0].positions
+            prefilled, rows = source
+            padding = max(0, pad_to - len(rows))
+            stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+            with self._timed("decode_s"):
+                tokens = self._prefixes.decode(
+                    prefilled, rows + rows[-1:] * padding, sequences + sequences[-1:] * padding, length,
+                    sampler_object, stop_ids,
+                )
+        return [self._reply(tokens[row], len(sequence), stop_ids) for row, sequence in enumerate(sequences)]
+
+    def _continued(self, batch_size: int, fitting: list[int], sequences: list[list[int]]):
+        """(the last scoring pass, the cache row of each sequence) when each sequence extends the prompt scored at
+        its place in the batch; else None. A scoring pass is continued once."""
+        scored, self._scored = self._scored, None
+        if scored is None or scored.batch_size != batch_size or not set(fitting) <= scored.rows.keys():
+            return None
+        rows = [scored.rows[index] for index in fitting]
+        for row, sequence in zip(rows, sequences):
+            prefix = scored.prefilled.sequences[row]
+            if sequence[: len(prefix)] != prefix:
+                return None
+        return scored.prefilled, rows
+
+    def _reply(self, tokens: np.ndarray, prompt_tokens: int, stop_ids: tuple[int, ...]) -> str:
+        """The text of what follows the prompt in `tokens`, up to and with the first stop token, without special
+        tokens: what KerasHub's generate(strip_prompt=True) returns."""
+        reply = tokens[prompt_tokens:].tolist()
+        end = next((at for at, token in enumerate(reply) if token in stop_ids), len(reply) - 1)
+        special = set(self._tokenizer.special_token_ids)
+        return str(self._tokenizer.detokenize([token for token in reply[: end + 1] if token not in special]))
+
+    def _stateless_sampler(self, sampler: SamplerSpec):
+        """The KerasHub sampler `sampler` names, or None for one with random state."""
+        key = json.dumps(sampler, sort_keys=True)
+        if key not in self._samplers:
+            from handlers import native_logs
+
+            made = native_logs.keras_hub().samplers.get(sampler if isinstance(sampler, str) else dict(sampler))
+            self._samplers[key] = None if made.variables else made
+        return self._samplers[key]
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._usage[stage] += time.monotonic() - started
 
     def warm_up(
         self,
@@ -146,8 +268,10 @@ class KerasHubGenerator:
         other stop ids or another sampler compile another function). Shapes already warmed on this model are
         skipped.
         """
-        started, shapes = time.monotonic(), 0
+        started, shapes, before = time.monotonic(), 0, len(self._warm)
         [tokens] = self._prompt_tokens([prompt])
+        if self._cached_warm_up(prompt, max_length, sampler, stop, reply_tokens, batch_sizes):
+            return WarmUp(len(self._warm) - before, round(time.monotonic() - started, 2))
         for length in reachable_lengths(tokens, max_length, reply_tokens):
             for size in batch_sizes:
                 shape = ("generate", size, length, json.dumps(sampler, sort_keys=True), tuple(stop))
@@ -163,8 +287,10 @@ class KerasHubGenerator:
         """Runs the scoring pass (`next_token_logprobs`) at every shape prompts of `prompt`'s tokens up to
         `max_length` can meet: each batch size and each width of `scoring_widths`. Shapes already warmed are skipped.
         """
-        started, shapes = time.monotonic(), 0
+        started, shapes, before = time.monotonic(), 0, len(self._warm)
         sequences = self._sequences([prompt])
+        if self._cached_warm_up(prompt, max_length, None, (), None, batch_sizes):
+            return WarmUp(len(self._warm) - before, round(time.monotonic() - started, 2))
         for width in scoring_widths(len(sequences[0]), max_length):
             for size in batch_sizes:
                 if ("score", size, width) not in self._warm:
@@ -172,6 +298,36 @@ class KerasHubGenerator:
                     self._warm.add(("score", size, width))
                     shapes += 1
         return WarmUp(shapes, round(time.monotonic() - started, 2))
+
+    def _cached_warm_up(
+        self, prompt: str, max_length: int, sampler: SamplerSpec | None, stop: Sequence[str],
+        reply_tokens: int | None, batch_sizes: Sequence[int],
+    ) -> bool:
+        """Runs the prefix cache's shapes for prompts of `prompt`'s head no shorter than it: its prefill at each
+        width and batch size, and with a `sampler`, its decoding at each reachable length. False when such prompts
+        take KerasHub's generate() and the plain scoring pass instead (no cached head, the cache off)."""
+        [sequence] = self._sequences([prompt])
+        head = self._prefixes.head_for([sequence]) if self._prefixes else None
+        sampler_object = None if sampler is None else self._stateless_sampler(sampler)
+        if head is None or (sampler is not None and sampler_object is None):
+            return False
+        filler = sequence[-1:] * max_length
+        for width in rest_widths(len(head.ids), len(sequence) - len(head.ids), max_length):
+            for size in batch_sizes:
+                if ("prefill", len(head.ids), size, width, max_length) not in self._warm:
+                    self._prefixes.prefill(head, [(sequence + filler)[: len(head.ids) + width]], size, max_length)
+                    self._warm.add(("prefill", len(head.ids), size, width, max_length))
+        stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+        for length in reachable_lengths(len(sequence), max_length, reply_tokens) if sampler else ():
+            for size in batch_sizes:
+                shape = ("decode", size, max_length, length, json.dumps(sampler, sort_keys=True), stop_ids)
+                if shape not in self._warm:
+                    # A prompt that fills all but the last position decodes one step: the shape is what compiles.
+                    full = (sequence + filler)[: length - 1]
+                    prefilled = self._prefixes.prefill(head, [sequence], size, max_length)._replace(sequences=[full])
+                    self._prefixes.decode(prefilled, [0] * size, [full] * size, length, sampler_object, stop_ids)
+                    self._warm.add(shape)
+        return True
 
     def next_token_logprobs(
         self, prompts: list[str], token_ids: Sequence[int], *, pad_to: int | None = None, max_length: int | None = None
@@ -187,7 +343,15 @@ class KerasHubGenerator:
         scores = np.full((len(sequences), len(token_ids)), -np.inf, dtype="float32")
         if scored:
             batch = [sequences[row] for row in scored]
-            scores[scored] = self._score_padded(batch, token_ids, pad_to or 0, bucket(max(map(len, batch))))
+            head = self._prefixes.head_for(batch) if self._prefixes else None
+            if head is None:
+                scores[scored] = self._score_padded(batch, token_ids, pad_to or 0, bucket(max(map(len, batch))))
+                return scores
+            with self._lock, self._timed("score_s"):
+                prefilled = self._prefixes.prefill(head, batch, pad_to or 0, max_length)
+                self._scored = _Scored(len(prompts), {index: row for row, index in enumerate(scored)}, prefilled)
+            self._usage["scored_tokens"] += prefilled.positions
+            scores[scored] = prefilled.logprobs[:, np.asarray(token_ids)]
         return scores
 
     def _sequences(self, prompts: list[str]) -> list[list[int]]:
@@ -200,38 +364,26 @@ class KerasHubGenerator:
         for row, sequence in enumerate(sequences):
             token_matrix[row, : len(sequence)] = sequence
             last[row] = len(sequence) - 1
-        with self._lock:
-            scores = self._score(token_matrix, token_matrix != 0, last, np.asarray(token_ids, dtype="int32"))
-        return np.asarray(scores)[: len(sequences)]
+        with self._lock, self._timed("score_s"):
+            ids = np.asarray(token_ids, dtype="int32")
+            scores = np.asarray(self._score(token_matrix, token_matrix != 0, last, ids))
+        self._usage["scored_tokens"] += token_matrix.size
+        return scores[: len(sequences)]
 
     def _score(self, token_matrix, padding_mask, last, token_ids):
         if self._forward is None:
-            self._forward = self._compile_forward()
-        backbone = self._model.backbone
-        return self._forward(
-            [v.value for v in backbone.trainable_variables], [v.value for v in backbone.non_trainable_variables],
-            token_matrix, padding_mask, last, token_ids,
-        )
+            self._forward = jit_with_weights(self._model.backbone, self._forward_pass)
+        return self._forward(token_matrix, padding_mask, last, token_ids)
 
-    def _compile_forward(self):
+    def _forward_pass(self, token_matrix, padding_mask, last, token_ids):
         import jax
-        import keras
 
         backbone = self._model.backbone
-
-        # Stateless, so the weights are arguments of the compiled function rather than constants baked into it.
-        def forward(trainable, non_trainable, token_matrix, padding_mask, last, token_ids):
-            state = [
-                *zip(backbone.trainable_variables, trainable), *zip(backbone.non_trainable_variables, non_trainable)
-            ]
-            with keras.StatelessScope(state_mapping=state):
-                hidden = backbone({"token_ids": token_matrix, "padding_mask": padding_mask})
-                at_last = hidden[jax.numpy.arange(hidden.shape[0]), last]
-                # The full vocabulary for one position per prompt is cheap; it normalises the log-probabilities.
-                logits = backbone.token_embedding(at_last, reverse=True).astype("float32")
-            return jax.nn.log_softmax(logits, axis=-1)[:, token_ids]
-
-        return jax.jit(forward)
+        hidden = backbone({"token_ids": token_matrix, "padding_mask": padding_mask})
+        at_last = hidden[jax.numpy.arange(hidden.shape[0]), last]
+        # The full vocabulary for one position per prompt is cheap; it normalises the log-probabilities.
+        logits = backbone.token_embedding(at_last, reverse=True).astype("float32")
+        return jax.nn.log_softmax(logits, axis=-1)[:, token_ids]
 
     def _prompt_tokens(self, prompts: list[str]) -> list[int]:
         # The start token counts against max_length too.

@@ -8,16 +8,24 @@ from collections.abc import Sequence
 # JAX compiles `generate()` and the scoring pass once per input shape (tens of seconds on a CPU), so every batch
 # is padded to one of a few sizes and every sequence to one of a few lengths: 64 and 96 times powers of two.
 _SHORTEST = 64
+# What follows a cached head (a chat and the prompt's tail, often 20 to 100 tokens) has buckets of its own, finer at
+# the short end: padding is prefilled too.
+_SHORTEST_REST = 32
 
 
-def bucket(needed: int) -> int:
-    """The smallest length of 64 or 96 times a power of two that holds `needed` tokens."""
-    size = _SHORTEST
+def bucket(needed: int, shortest: int = _SHORTEST) -> int:
+    """The smallest length of `shortest` (64) or 1.5 times it, times a power of two, that holds `needed` tokens."""
+    size = shortest
     while True:
         for length in (size, size * 3 // 2):
             if length >= needed:
                 return length
         size *= 2
+
+
+def rest_width(needed: int) -> int:
+    """The width at which the tokens after a cached head are prefilled: 32 or 48 times a power of two."""
+    return bucket(needed, _SHORTEST_REST)
 
 
 def length_buckets(max_length: int) -> tuple[int, ...]:
@@ -56,6 +64,13 @@ def scoring_widths(shortest_tokens: int, max_length: int) -> tuple[int, ...]:
         widths.append(width)
         width = bucket(width + 1)
     return tuple(widths)
+
+
+def rest_widths(head_tokens: int, shortest_rest: int, positions: int) -> tuple[int, ...]:
+    """The widths the tokens after a head of `head_tokens` are prefilled at, for rests of `shortest_rest` tokens and
+    more that fit a cache of `positions` (a width is cut to what the cache leaves after the head)."""
+    room = positions - head_tokens
+    return tuple(sorted({min(rest_width(rest), room) for rest in range(max(shortest_rest, 1), room)}))
 
 
 def smallest_at_least(sizes: Sequence[int], needed: int) -> int:

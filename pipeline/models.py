@@ -105,6 +105,7 @@ def _batching(options: TriageOptions) -> dict:
         "max_batch_size": options.max_batch_size,
         "max_batch_duration_secs": options.max_batch_duration_secs,
         "share_across_processes": options.share_model_across_processes,
+        "prefix_cache": options.prefix_cache,
     }
 
 
@@ -119,12 +120,14 @@ def _family(options: TriageOptions, preset: str) -> Family:
 
 
 def handler_prompt_args(prompt: PromptTemplate, label_offsets: Mapping[str, float] | None = None) -> dict:
-    """What a model handler must know of its prompt: where replies stop and, to score, which labels to choose
-    (with a tuned preset's `label_offsets`, if it has any)."""
+    """What a model handler must know of its prompt: where replies stop, to score, which labels to choose (with a
+    tuned preset's `label_offsets`, if it has any), and the heads its prompts start with (the continued prompt's
+    too), for the model's prefix cache."""
     scoring = prompt.scoring
     choice = Choice(
         tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts()),
         continue_head=(prompt.head(), scoring.continue_head) if scoring.continue_head is not None else None,
         offsets=tuple(label_offsets.get(label, 0.0) for label in scoring.labels) if label_offsets else (),
     ) if scoring else None
-    return {"stop": prompt.stop, "choice": choice}
+    heads = (prompt.head(), *([scoring.continue_head] if scoring and scoring.continue_head is not None else []))
+    return {"stop": prompt.stop, "choice": choice, "heads": heads}

@@ -86,6 +86,12 @@ class TriageOptions(PipelineOptions):
             "--share_model_across_processes", type=_bool, default="true",
             help="true: one model per worker machine, shared by its SDK processes; false: one per process.",
         )
+        model.add_argument(
+            "--prefix_cache", type=_bool, default="true",
+            help="true: each prompt head's key/value cache is computed once per model and every prompt is prefilled "
+            "only after it, its label and summary in one prefill; false: every prompt is prefilled whole. "
+            "Default: true.",
+        )
         batching = parser.add_argument_group(BATCHING)
         batching.add_argument("--max_batch_size", type=int, default=8, help="Most prompts per generate() call.")
         batching.add_argument(

@@ -99,9 +99,11 @@ class PromptTemplate:
         return string.Template(self.template).substitute(escaped)
 
     def head(self) -> str:
-        """The template's text before the chat, as rendered."""
+        """The template's text before its first placeholder (the chat, in most), as rendered: what every prompt
+        of it starts with."""
         marker = "\x00"
-        return self.render(chat=marker).split(marker, 1)[0]
+        names = string.Template(self.template).get_identifiers()
+        return self.render(**dict.fromkeys(names, marker)).split(marker, 1)[0]
 
     def with_summary_language(self, code: str) -> PromptTemplate:
         """This scoring prompt, asking for the summary in the language of ISO 639-1 `code` (`SUMMARY_LANGUAGES`);

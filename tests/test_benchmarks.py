@@ -29,12 +29,16 @@ def test_summary_gives_rates_and_the_ratios_the_issue_targets():
     )
     summary = summarise(arguments, {
         "load_average": {"start": "1.0 1.0 1.0"},
-        "pipeline": {"seconds": 20.0}, "floor": {"seconds": 18.0, "generated_tokens": 400},
+        "pipeline": {"seconds": 20.0}, "uncached": {"seconds": 50.0},
+        "floor": {"seconds": 18.0, "generated_tokens": 400},
         "blueprint": {"seconds": 60.0, "generated_tokens": 400}, "recompiles": {"compiles_after_warmup": 0},
+        "llamacpp": {"status": "not installed: make bench-deps"},
     })
     assert summary["pipeline"]["chats_per_s"] == 0.8 and summary["pipeline"]["tokens_per_s"] == 20.0
     assert summary["pipeline_over_floor"] == 0.9
     assert summary["pipeline_over_blueprint"] == 3.0
+    assert summary["pipeline_over_uncached"] == 2.5
+    assert summary["pipeline_over_llamacpp"] is None, "a phase that did not run has no ratio"
     assert summary["compiles_after_warmup"] == 0
 
 
