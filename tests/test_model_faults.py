@@ -31,6 +31,12 @@ class FaultyGenerator:
     def __init__(self, healthy: bool = False):
         self._healthy = healthy
 
+    def cache_heads(self, heads):
+        """It has no prefix cache: every prompt is answered whole."""
+
+    def usage(self) -> dict[str, float]:
+        return {}
+
     def generate(self, prompts, max_length, sampler, stop=(), *, reply_tokens=None, pad_to=None):
         text = "" if self._healthy else "\n".join(prompts)
         if "RAISE" in text:
