@@ -57,8 +57,11 @@ tune-task: model ## Stage 2: the whole task (label, summary, reply) from the sen
 tune-apology: model ## Stage 3: the shipped apology adapter (the reply only)
 	$(TUNE) --labeled data/support_chats/train.jsonl --output "$(APOLOGY_TUNED)" $(APOLOGY_FLAGS)
 
-test: lint browser ## Lint, then run the whole test suite (what CI runs)
-	$(BIN)/python -m pytest
+# Two workers, a test file each at a time (its module-scoped local stack stays on one worker): most tests wait on
+# an emulator, a browser or a streaming job for much of their time, so two share two cores well.
+TEST_WORKERS ?= 2
+test: lint browser ## Lint, then run the whole test suite (what CI runs; TEST_WORKERS=0 runs it in one process)
+	$(BIN)/python -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
 lint: $(INSTALLED) ## Check the code with ruff (configured in pyproject.toml)
 	$(BIN)/ruff check .

@@ -18,11 +18,12 @@ def tiny_gemma(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def gemma3_preset(tmp_path_factory) -> Path:
-    """The real Gemma 3 270M, converted from its PyPI package into a session folder (about a minute)."""
+def gemma3_preset() -> Path:
+    """The real Gemma 3 270M, converted from its PyPI package into the cache (about a minute, the first time), where
+    the shipped LoRAs find it too; the test workers share it (the build is renamed into place atomically)."""
     from handlers import gguf_preset
 
-    return gguf_preset.build_preset(tmp_path_factory.mktemp("gemma3") / "preset")
+    return gguf_preset.build_preset()
 
 
 @pytest.fixture(scope="module")

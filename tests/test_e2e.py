@@ -44,14 +44,19 @@ def _run_job(stack: LocalStack, project: str, model: str, payloads: list[bytes],
     return tally, stack
 
 
-def test_every_published_chat_lands_once_on_the_local_stack(stack, tiny_gemma):
+def test_every_published_chat_lands_once_and_the_doubtful_ones_reach_the_desks_check_queue(
+    stack, tiny_gemma, tmp_path
+):
     payloads = [json.dumps(chat).encode() for chat in lesson_chats()] + MALFORMED
+    # Every confidence is under 1: each positive and neutral chat is doubtful.
     tally, stack = _run_job(
         stack, "e2e-tiny", tiny_gemma, payloads, 120, "--max_length=384", "--apology_max_length=384",
         "--model_family=instruct",  # the prompts the tiny model learned
+        "--check_below_confidence=1",
     )
 
-    assert {row["chat_id"]: row["sentiment"] for row in tally.rows} == {"2": 1, "3": 0}
+    rows = {row["chat_id"]: row for row in tally.rows}
+    assert {chat_id: row["sentiment"] for chat_id, row in rows.items()} == {"2": 1, "3": 0}
     assert {row["prompt_version"] for row in tally.rows} == {"triage-instruct-score-v1"}
     assert [(review["chat_id"], review["draft_reply"]) for review in tally.reviews] == [
         (APOLOGY_LESSON[0], APOLOGY_LESSON[3])
@@ -66,22 +71,11 @@ def test_every_published_chat_lands_once_on_the_local_stack(stack, tiny_gemma):
         (f["name"], f["type"], f["mode"]) for f in bigquery_schema(TriageRow)["fields"]
     ], "the job created the table from the row contract"
 
-
-def test_doubtful_chats_keep_their_rows_and_reach_the_desks_check_queue(stack, tiny_gemma, tmp_path):
-    payloads = [json.dumps(chat).encode() for chat in lesson_chats()]
-    # Every confidence is under 1: each positive and neutral chat is doubtful.
-    tally, _ = _run_job(
-        stack, "e2e-checks", tiny_gemma, payloads, 120, "--max_length=384", "--apology_max_length=384",
-        "--model_family=instruct", "--check_below_confidence=1",
-    )
-    rows = {row["chat_id"]: row for row in tally.rows}
-    assert {chat_id: row["sentiment"] for chat_id, row in rows.items()} == {"2": 1, "3": 0}
     assert all(1 / 3 <= row["confidence"] <= 1 for row in rows.values())
     assert 1 / 3 <= tally.reviews[0]["confidence"] <= 1
     assert sorted((check["chat_id"], check["confidence"]) for check in tally.checks) == sorted(
         (chat_id, row["confidence"]) for chat_id, row in rows.items()
-    )
-
+    ), "the doubtful chats keep their rows and are also sent to be checked"
     desk = desk_on(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
     add_drafts(desk, *(json.dumps(check).encode() for check in tally.checks))
     with desk.sessions() as session:
