@@ -12,6 +12,9 @@ from pipeline.contracts import ApologyDraft, ModelReply, describe_validation_err
 _DECODER = json.JSONDecoder()
 # Chat models close their turn with a marker that is not part of the reply.
 _TURN_END = re.compile(r"<end_of_turn>|<eos>")
+# Where a sentence ends, in English and Korean ("요." ends one too): after . ! ? or 。 and a space.
+_TERMINATORS = (".", "!", "?", "。")
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
 
 
 class ReplyError(ValueError):
@@ -47,6 +50,24 @@ def parse_triage_reply(text: str) -> ModelReply:
     if first_error is None:
         raise ReplyError("no JSON object in the reply")
     raise ReplyError(f"invalid reply: {first_error}")
+
+
+def cut_repeats(text: str) -> str:
+    """`text` up to its first sentence that repeats an earlier one, or begins to where the token budget cut it off.
+
+    Greedy decoding of a small model sometimes loops, writing one sentence again until its budget runs out, and
+    KerasHub's samplers have no repetition penalty: the loop is cut here, after the fact.
+    """
+    seen: set[str] = set()
+    start = 0
+    for end in [*(match.start() for match in _SENTENCE_END.finditer(text)), len(text)]:
+        sentence = text[start:end].strip()
+        unfinished = end == len(text) and not sentence.endswith(_TERMINATORS)
+        if sentence and (sentence in seen or (unfinished and any(whole.startswith(sentence) for whole in seen))):
+            return text[:start].rstrip()
+        seen.add(sentence)
+        start = end
+    return text
 
 
 def parse_scored_reply(sentiment: int, summary: str) -> ModelReply:

@@ -27,7 +27,7 @@ from pipeline.contracts import (
 )
 from pipeline.dead_letters import chat_of, for_chat, for_failed_batch
 from pipeline.prompts import PromptTemplate
-from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
+from pipeline.replies import ReplyError, cut_repeats, parse_apology, parse_scored_reply, parse_triage_reply
 from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 
 
@@ -75,6 +75,14 @@ class _ParseReplyFn(beam.DoFn):
     def __init__(self, prompt_version: str):
         self._prompt_version = prompt_version
         self._invalid = beam.metrics.Metrics.counter(NAMESPACE, f"{self.stage.value}_invalid")
+        self._loops_cut = beam.metrics.Metrics.counter(NAMESPACE, f"{self.stage.value}_loops_cut")
+
+    def without_loop(self, text: str) -> str:
+        """The model's free text with a loop cut off (`cut_repeats`), counted for the operator."""
+        cut = cut_repeats(text)
+        if cut != text:
+            self._loops_cut.inc()
+        return cut
 
     def process(self, element: tuple[ChatMessage | NegativeChat, PredictionResult]):
         key, result = element
@@ -118,7 +126,7 @@ class ParseTriageReplyFn(_ParseReplyFn):
     def parse(self, generation: Generation) -> ModelReply:
         if generation.choice is None:
             return parse_triage_reply(generation.text)
-        return parse_scored_reply(self._labels[generation.choice], generation.text)
+        return parse_scored_reply(self._labels[generation.choice], self.without_loop(generation.text))
 
     def route(self, chat: ChatMessage, reply: ModelReply, result: PredictionResult):
         self._sentiments[reply.sentiment].inc()
@@ -153,7 +161,7 @@ class ParseApologyFn(_ParseReplyFn):
         self._variant = variant
 
     def parse(self, generation: Generation) -> ApologyDraft:
-        return parse_apology(generation.text)
+        return parse_apology(self.without_loop(generation.text))
 
     def route(self, negative: NegativeChat, draft: ApologyDraft, result: PredictionResult):
         yield ReviewMessage(

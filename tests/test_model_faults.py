@@ -8,6 +8,7 @@ import threading
 
 import apache_beam as beam
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -23,6 +24,8 @@ from tests.support import read_lines, write_lines
 # A hung batch waits on this until the test ends; Beam abandons the thread but cannot stop it.
 RELEASE = threading.Event()
 TIMEOUT_SECS = 3
+# What a looping model drafts for a chat that says LOOP, until its token budget cuts it off.
+LOOPED_DRAFT = "Sorry your pizza came cold. Could you send the order number? " * 3
 
 
 class FaultyGenerator:
@@ -49,6 +52,9 @@ class FaultyGenerator:
             return [None] * len(prompts)
         if "GARBAGE" in text:
             return [Generation("\x00\ufffd{sentiment: ☃", 20, max_length)] * len(prompts)
+        if "LOOP" in text:
+            reply = LOOPED_DRAFT[:100] if "apology" in text.lower() else '{"sentiment": -1, "summary": "Cold pizza."}'
+            return [Generation(reply, 20, max_length)] * len(prompts)
         if "apology" in text.lower():
             return [Generation("We are sorry.", 20, max_length)] * len(prompts)
         return [Generation('{"sentiment": 1, "summary": "Fine."}', 20, max_length)] * len(prompts)
@@ -115,6 +121,17 @@ def test_garbage_keeps_the_raw_output_for_whoever_reads_the_dead_letter(faulty_m
             errors | beam.Map(lambda letter: (letter.chat_id, letter.raw_output, letter.model_id)),
             equal_to([("garbage", "\x00\ufffd{sentiment: ☃", "faulty"), ("none", "None", "faulty")]),
         )
+
+
+def test_a_draft_that_loops_is_cut_before_its_first_repeat_and_counted(faulty_model):
+    pipeline = TestPipeline(runner="FnApiRunner")
+    outputs = pipeline | beam.Create([_chat("loop", "My pizza was cold. Make the model LOOP")]) | _graph()
+    drafts = outputs["negative"] | beam.Map(lambda message: message.draft_reply)
+    assert_that(drafts, equal_to(["Sorry your pizza came cold. Could you send the order number?"]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    cuts = MetricsFilter().with_namespace("chat_triage").with_name("apology_reply_loops_cut")
+    assert [counter.committed for counter in result.metrics().query(cuts)["counters"]] == [1]
 
 
 def test_the_replay_job_recovers_what_the_faults_dead_lettered(faulty_model, monkeypatch, tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.replies import ReplyError, parse_apology, parse_scored_reply, parse_triage_reply
+from pipeline.replies import ReplyError, cut_repeats, parse_apology, parse_scored_reply, parse_triage_reply
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,23 @@ def test_a_scored_reply_takes_the_summary_up_to_the_turn_end():
 def test_a_scored_reply_needs_a_summary_of_sensible_length(summary):
     with pytest.raises(ReplyError, match="invalid reply: summary"):
         parse_scored_reply(0, summary)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        # Sentence by sentence until the budget ran out mid-word.
+        ("Sorry it came cold. Send the order number. Sorry it came cold. Send the or",
+         "Sorry it came cold. Send the order number."),
+        ("피자가 식어서 죄송합니다. 주문 번호를 알려주세요. 피자가 식어서 죄송합니다. 주문",
+         "피자가 식어서 죄송합니다. 주문 번호를 알려주세요."),
+        ("Sorry! Sorry! Sorry!", "Sorry!"),
+        # Nothing repeats: the text stays as it was, line breaks and all.
+        ("Sorry it came cold.\nSend the order number.", "Sorry it came cold.\nSend the order number."),
+        # An unfinished last sentence that begins no earlier one is kept.
+        ("Sorry it came cold. Could you send the", "Sorry it came cold. Could you send the"),
+        ("", ""),
+    ],
+)
+def test_a_loop_is_cut_before_its_first_repeat(text, kept):
+    assert cut_repeats(text) == kept
