@@ -15,6 +15,8 @@ _TURN_END = re.compile(r"<end_of_turn>|<eos>")
 # Where a sentence ends, in English and Korean ("요." ends one too): after . ! ? or 。 and a space.
 _TERMINATORS = (".", "!", "?", "。")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
+# A loop: a run of up to this many words, this many times in a row.
+_LOOP_WORDS, _LOOP_COPIES = 8, 3
 
 
 class ReplyError(ValueError):
@@ -52,22 +54,44 @@ def parse_triage_reply(text: str) -> ModelReply:
     raise ReplyError(f"invalid reply: {first_error}")
 
 
-def cut_repeats(text: str) -> str:
-    """`text` up to its first sentence that repeats an earlier one, or begins to where the token budget cut it off.
+def cut_loop(text: str) -> str:
+    """`text` without the loop greedy decoding sometimes falls into: cut after the first copy of a run of words
+    that comes three times in a row, or before the first sentence that repeats an earlier one (or begins to, where
+    the token budget cut it off).
 
-    Greedy decoding of a small model sometimes loops, writing one sentence again until its budget runs out, and
-    KerasHub's samplers have no repetition penalty: the loop is cut here, after the fact.
+    KerasHub's samplers have no repetition penalty, so the loop is cut here, after the fact.
     """
+    end = min(_phrase_loop_end(text), _repeated_sentence_start(text))
+    return text[:end].rstrip() if end < len(text) else text
+
+
+def _phrase_loop_end(text: str) -> int:
+    """Where the first copy of a run of up to `_LOOP_WORDS` words ends, if `_LOOP_COPIES` copies of it follow one
+    another ("속을 뜯고 속을 뜯고 속을 뜯고"); else the text's length."""
+    words = list(re.finditer(r"\S+", text))
+    tokens = [word.group() for word in words]
+    for start in range(len(tokens)):
+        for size in range(1, _LOOP_WORDS + 1):
+            if start + _LOOP_COPIES * size > len(tokens):
+                break
+            run = tokens[start:start + size]
+            if all(tokens[start + copy * size:start + (copy + 1) * size] == run for copy in range(1, _LOOP_COPIES)):
+                return words[start + size - 1].end()
+    return len(text)
+
+
+def _repeated_sentence_start(text: str) -> int:
+    """Where the first sentence that repeats an earlier one starts; else the text's length."""
     seen: set[str] = set()
     start = 0
     for end in [*(match.start() for match in _SENTENCE_END.finditer(text)), len(text)]:
         sentence = text[start:end].strip()
         unfinished = end == len(text) and not sentence.endswith(_TERMINATORS)
         if sentence and (sentence in seen or (unfinished and any(whole.startswith(sentence) for whole in seen))):
-            return text[:start].rstrip()
+            return start
         seen.add(sentence)
         start = end
-    return text
+    return len(text)
 
 
 def parse_scored_reply(sentiment: int, summary: str) -> ModelReply:

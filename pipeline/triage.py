@@ -27,7 +27,7 @@ from pipeline.contracts import (
 )
 from pipeline.dead_letters import chat_of, for_chat, for_failed_batch
 from pipeline.prompts import PromptTemplate
-from pipeline.replies import ReplyError, cut_repeats, parse_apology, parse_scored_reply, parse_triage_reply
+from pipeline.replies import ReplyError, cut_loop, parse_apology, parse_scored_reply, parse_triage_reply
 from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 
 
@@ -78,8 +78,8 @@ class _ParseReplyFn(beam.DoFn):
         self._loops_cut = beam.metrics.Metrics.counter(NAMESPACE, f"{self.stage.value}_loops_cut")
 
     def without_loop(self, text: str) -> str:
-        """The model's free text with a loop cut off (`cut_repeats`), counted for the operator."""
-        cut = cut_repeats(text)
+        """The model's free text with a loop cut off (`cut_loop`), counted for the operator."""
+        cut = cut_loop(text)
         if cut != text:
             self._loops_cut.inc()
         return cut

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.replies import ReplyError, cut_repeats, parse_apology, parse_scored_reply, parse_triage_reply
+from pipeline.replies import ReplyError, cut_loop, parse_apology, parse_scored_reply, parse_triage_reply
 
 
 @pytest.mark.parametrize(
@@ -72,6 +72,10 @@ def test_a_scored_reply_needs_a_summary_of_sensible_length(summary):
         ("피자가 식어서 죄송합니다. 주문 번호를 알려주세요. 피자가 식어서 죄송합니다. 주문",
          "피자가 식어서 죄송합니다. 주문 번호를 알려주세요."),
         ("Sorry! Sorry! Sorry!", "Sorry!"),
+        # A run of words that loops inside one sentence, as a real held-out summary did.
+        ("고객이 닭꼬치 속이 핑크색으로 반죽해 닭꼬치 속을 뜯고 닭꼬치 속을 뜯고 닭꼬치 속을 뜯고 닭꼬치 속을",
+         "고객이 닭꼬치 속이 핑크색으로 반죽해 닭꼬치 속을 뜯고"),
+        ("The fries were very very cold.", "The fries were very very cold."),
         # Nothing repeats: the text stays as it was, line breaks and all.
         ("Sorry it came cold.\nSend the order number.", "Sorry it came cold.\nSend the order number."),
         # An unfinished last sentence that begins no earlier one is kept.
@@ -79,5 +83,5 @@ def test_a_scored_reply_needs_a_summary_of_sensible_length(summary):
         ("", ""),
     ],
 )
-def test_a_loop_is_cut_before_its_first_repeat(text, kept):
-    assert cut_repeats(text) == kept
+def test_a_loop_is_cut_after_its_first_copy(text, kept):
+    assert cut_loop(text) == kept
