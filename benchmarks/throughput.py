@@ -1,9 +1,9 @@
 """Throughput of the triage pipeline against the bare model and against the blueprint's per-element handler.
 
-    python -m benchmarks.throughput [--quick] [--chats N] [--batch_size B] [--model PRESET]
+    python -m benchmarks.throughput [--quick] [--chats N] [--batch_size B] [--model PRESET] [--apology_model PRESET]
 
-On the same N chats, the same model and the same `max_length`, each in a process of its own (so that peak
-memory and compilations are its own):
+On the same N chats, the same models (the jobs' two LoRAs by default) and the same `max_length`, each in a
+process of its own (so that peak memory and compilations are its own):
 
 1. `floor`: the model alone, KerasHub `generate()` on batches of B prompts in a plain loop, at the sequence
    lengths the project's handler would choose (so the ratio isolates what the pipeline adds);
@@ -52,6 +52,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", default=None, help="KerasHub preset (default: the jobs' default, `pipeline.models.default_model()`)."
+    )
+    parser.add_argument(
+        "--apology_model", default=None,
+        help="KerasHub preset of the apology step (default: as the jobs pick it, `pipeline.models.use_default_model`).",
     )
     parser.add_argument("--input", default=str(REPO / "samples" / "chats.jsonl"), help="JSON Lines chats to cycle.")
     parser.add_argument("--chats", type=int, default=64, help="Chats per run (N).")
@@ -125,12 +129,15 @@ def write_chats(source: str, count: int, path: Path) -> list[dict]:
     return chats
 
 
-def _model(arguments) -> str:
-    if arguments.model:
-        return arguments.model
-    from pipeline.models import default_model
+def _models(arguments) -> tuple[str, str]:
+    """The triage and apology presets, chosen as the jobs choose them."""
+    from pipeline.models import use_default_model
+    from pipeline.options import TriageOptions
 
-    return default_model()
+    named = {"--model": arguments.model, "--apology_model": arguments.apology_model}
+    options = TriageOptions([f"{flag}={preset}" for flag, preset in named.items() if preset])
+    use_default_model(options)
+    return options.model, options.apology_model or options.model
 
 
 def _prompts(arguments, workdir: Path):
@@ -139,7 +146,7 @@ def _prompts(arguments, workdir: Path):
 
     family: Family = detect_family(arguments.model)
     triage = load_prompt(prompt_name("triage", family, SentimentMode(arguments.sentiment_mode)))
-    apology = load_prompt(prompt_name("apology", family))
+    apology = load_prompt(prompt_name("apology", detect_family(arguments.apology_model)))
     chats = [json.loads(line) for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()]
     triage_prompts = [triage.render(chat=chat["chat_message"], user_id=chat["user_id"]) for chat in chats]
     reviews = [
@@ -172,7 +179,8 @@ def phase_pipeline(arguments, workdir: Path, prefix_cache: bool = True) -> dict:
     from pipeline.options import TriageOptions
 
     options = PipelineOptions([
-        "--runner", "FnApiRunner", "--model", arguments.model, "--sentiment_mode", arguments.sentiment_mode,
+        "--runner", "FnApiRunner", "--model", arguments.model, "--apology_model", arguments.apology_model,
+        "--sentiment_mode", arguments.sentiment_mode,
         "--max_length", str(arguments.max_length), "--apology_max_length", str(arguments.apology_max_length),
         "--max_batch_size", str(arguments.batch_size), "--prefix_cache", str(prefix_cache).lower(),
     ])
@@ -241,19 +249,24 @@ def _run_bare(arguments, per_element: bool) -> dict:
     workdir = Path(arguments.workdir)
     (triage, triage_prompts), (apology, apology_prompts) = _prompts(arguments, workdir)
     started = time.monotonic()
-    # The blueprint's handler had no prefix cache; the floor runs the model as the pipeline's handler does.
-    model = KerasHubGenerator(arguments.model, prefix_cache=not per_element)
+    # The blueprint's handler had no prefix cache; the floor runs the model as the pipeline's handler does. One
+    # model for both steps where they name the same preset, as the jobs load it.
+    models = {
+        preset: KerasHubGenerator(preset, prefix_cache=not per_element)
+        for preset in dict.fromkeys((arguments.model, arguments.apology_model))
+    }
     load_s = time.monotonic() - started
     tasks = (
-        (triage, triage_prompts, arguments.max_length, TRIAGE_REPLY_TOKENS),
-        (apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
+        (arguments.model, triage, triage_prompts, arguments.max_length, TRIAGE_REPLY_TOKENS),
+        (arguments.apology_model, apology, apology_prompts, arguments.apology_max_length, APOLOGY_REPLY_TOKENS),
     )
     generated = calls = 0
     with CompileCounter() as compiles:
         started = time.monotonic()
-        for template, prompts, max_length, reply_tokens in tasks:
+        for preset, template, prompts, max_length, reply_tokens in tasks:
+            model = models[preset]
             size = 1 if per_element else arguments.batch_size
-            prompt_args = handler_prompt_args(template, lora.label_offsets(arguments.model, template.name))
+            prompt_args = handler_prompt_args(template, lora.label_offsets(preset, template.name))
             choice = prompt_args["choice"]
             model.cache_heads(prompt_args["heads"])
             # Once per model, as the handler makes it.
@@ -274,12 +287,21 @@ def _run_bare(arguments, per_element: bool) -> dict:
         "wall_s": round(wall, 1), "load_s": round(load_s, 1), "compile_s": round(compiles.seconds, 1),
         "compiles": compiles.count, "seconds": round(wall - compiles.seconds, 1), "generate_calls": calls,
         "prompts": len(triage_prompts) + len(apology_prompts), "generated_tokens": generated,
-        "usage": _per_chat(model.usage(), arguments.chats),
+        "usage": _per_chat(_summed(model.usage() for model in models.values()), arguments.chats),
         # The chats' own tokens (each chat's text alone), beside the positions prefilled for them.
         "chat_tokens_per_chat": round(sum(model.count_tokens([
             json.loads(line)["chat_message"] for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()
         ])) / arguments.chats, 1),
     }
+
+
+def _summed(usages) -> dict[str, float]:
+    """The models' usage figures, added up name by name."""
+    total: dict[str, float] = {}
+    for usage in usages:
+        for name, value in usage.items():
+            total[name] = total.get(name, 0) + value
+    return total
 
 
 def phase_floor(arguments, workdir: Path) -> dict:
@@ -479,7 +501,7 @@ def measure_streaming(arguments, workdir: Path) -> dict:
     flags = [
         "--share_model_across_processes=false", f"--sentiment_mode={arguments.sentiment_mode}",
         f"--max_length={arguments.max_length}", f"--apology_max_length={arguments.apology_max_length}",
-        f"--max_batch_size={arguments.batch_size}",
+        f"--max_batch_size={arguments.batch_size}", f"--apology_model={arguments.apology_model}",
     ]
     timeout = 600 + 30 * len(chats)
     (workdir / "stack").mkdir(exist_ok=True)
@@ -543,7 +565,8 @@ def _child(arguments, phase: str) -> dict:
     """Runs one phase in a fresh Python process and returns its JSON result."""
     command = [
         sys.executable, "-m", "benchmarks.throughput", "--phase", phase, "--workdir", arguments.workdir,
-        "--model", arguments.model, "--chats", str(arguments.chats), "--batch_size", str(arguments.batch_size),
+        "--model", arguments.model, "--apology_model", arguments.apology_model, "--chats", str(arguments.chats),
+        "--batch_size", str(arguments.batch_size),
         "--max_length", str(arguments.max_length), "--apology_max_length", str(arguments.apology_max_length),
         "--sentiment_mode", arguments.sentiment_mode, *(["--quick"] if arguments.quick else []),
     ]
@@ -582,7 +605,8 @@ def summarise(arguments, results: dict) -> dict:
     )
     return {
         "settings": {
-            "model": arguments.model, "chats": arguments.chats, "batch_size": arguments.batch_size,
+            "model": arguments.model, "apology_model": arguments.apology_model, "chats": arguments.chats,
+            "batch_size": arguments.batch_size,
             "max_length": arguments.max_length, "apology_max_length": arguments.apology_max_length,
             "sentiment_mode": arguments.sentiment_mode, "quick": arguments.quick,
         },
@@ -601,7 +625,7 @@ def summarise(arguments, results: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     arguments = _arguments(argv)
     logging.getLogger().setLevel(logging.WARNING)
-    arguments.model = _model(arguments)
+    arguments.model, arguments.apology_model = _models(arguments)
     if arguments.phase:
         result = _PHASES[arguments.phase](arguments, Path(arguments.workdir))
         result.setdefault("peak_rss_mb", _peak_rss_mb())

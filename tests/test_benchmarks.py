@@ -25,7 +25,8 @@ def test_chats_cycle_the_valid_lines_with_ids_of_their_own(tmp_path):
 
 def test_summary_gives_rates_and_the_ratios_the_issue_targets():
     arguments = argparse.Namespace(
-        model="m", chats=16, batch_size=8, max_length=512, apology_max_length=768, sentiment_mode="generate", quick=True
+        model="m", apology_model="a", chats=16, batch_size=8, max_length=512, apology_max_length=768,
+        sentiment_mode="generate", quick=True,
     )
     summary = summarise(arguments, {
         "load_average": {"start": "1.0 1.0 1.0"},
