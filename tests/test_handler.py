@@ -241,7 +241,7 @@ def test_the_real_gemma3_compiles_nothing_after_its_warm_up(gemma3_preset):
 
     template = "Question: {}\nAnswer:"
     handler = GemmaModelHandler(
-        str(gemma3_preset), max_length=128, reply_tokens=16, max_batch_size=2, stop=("\n",),
+        str(gemma3_preset), max_length=128, reply_tokens=16, max_batch_size=1, stop=("\n",),
         share_across_processes=False, warm_up_prompt=template.format("ok"),
     )
     with CompileCounter() as compiles:
@@ -250,7 +250,8 @@ def test_the_real_gemma3_compiles_nothing_after_its_warm_up(gemma3_preset):
         # Prompts of 13, 62, about 87 and 167 tokens: with the reply budget, buckets 64, 96, 128 and none.
         questions = ["What is the capital of France?", "Name a colour." * 14, "What is 2 + 2? " * 10, "Why? " * 80]
         lengths, replies = set(), []
-        for batch in (questions[:1], questions[1:2], questions[2:], questions[:2]):
+        # One prompt a batch (the tiny model's test varies the batch sizes): the warm-up compiles half the shapes.
+        for batch in ([question] for question in [*questions, questions[1]]):
             results = handler.run_inference([template.format(q) for q in batch], model)
             lengths |= {r.inference.sequence_length for r in results}
             replies += [r.inference.text for r in results]
