@@ -14,7 +14,7 @@ _DECODER = json.JSONDecoder()
 _TURN_END = re.compile(r"<end_of_turn>|<eos>")
 # Where a sentence ends, in English and Korean ("요." ends one too): after . ! ? or 。 and a space.
 _TERMINATORS = (".", "!", "?", "。")
-_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
+_SENTENCE_END = re.compile(rf"(?<=[{re.escape(''.join(_TERMINATORS))}])\s+")
 # A loop: a run of up to this many words, this many times in a row.
 _LOOP_WORDS, _LOOP_COPIES = 8, 3
 
