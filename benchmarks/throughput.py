@@ -283,25 +283,19 @@ def _run_bare(arguments, per_element: bool) -> dict:
                 # The reply and its stop token.
                 generated += sum(model.count_tokens([reply.text for reply in replies])) + len(replies)
         wall = time.monotonic() - started
+    usage = collections.Counter()  # both models' figures, added up name by name (update keeps the zeros)
+    for loaded in models.values():
+        usage.update(loaded.usage())
     return {
         "wall_s": round(wall, 1), "load_s": round(load_s, 1), "compile_s": round(compiles.seconds, 1),
         "compiles": compiles.count, "seconds": round(wall - compiles.seconds, 1), "generate_calls": calls,
         "prompts": len(triage_prompts) + len(apology_prompts), "generated_tokens": generated,
-        "usage": _per_chat(_summed(model.usage() for model in models.values()), arguments.chats),
+        "usage": _per_chat(usage, arguments.chats),
         # The chats' own tokens (each chat's text alone), beside the positions prefilled for them.
-        "chat_tokens_per_chat": round(sum(model.count_tokens([
+        "chat_tokens_per_chat": round(sum(models[arguments.model].count_tokens([
             json.loads(line)["chat_message"] for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()
         ])) / arguments.chats, 1),
     }
-
-
-def _summed(usages) -> dict[str, float]:
-    """The models' usage figures, added up name by name."""
-    total: dict[str, float] = {}
-    for usage in usages:
-        for name, value in usage.items():
-            total[name] = total.get(name, 0) + value
-    return total
 
 
 def phase_floor(arguments, workdir: Path) -> dict:
