@@ -85,6 +85,7 @@ class KerasHubGenerator:
         if _END_OF_TURN in self._tokenizer.get_vocabulary():
             stop.append(self._tokenizer.token_to_id(_END_OF_TURN))
         self._stop_token_ids = tuple(stop)
+        self._stop_ids_of: dict[tuple[str, ...], tuple[int, ...]] = {}
         self._forward = None
         # Off, every prompt is prefilled whole from its first token, by KerasHub's generate() (the path a prompt
         # without a cached head takes anyway).
@@ -108,6 +109,19 @@ class KerasHubGenerator:
                 raise ValueError(f"{text!r} is {len(tokens)} tokens for this tokenizer, not one")
             ids.append(tokens[0])
         return ids
+
+    def _stop_ids(self, stop: Sequence[str]) -> tuple[int, ...]:
+        """The end-of-text and end-of-turn ids, and every token that holds a text of `stop`: the model may write
+        "\n\n" where the prompt stops at "\n", and decoding on after it would only write what the cut drops."""
+        key = tuple(stop)
+        if key not in self._stop_ids_of:
+            vocabulary = self._tokenizer.get_vocabulary()
+            ids = [token for token, piece in enumerate(vocabulary) if any(text in piece for text in stop)]
+            missing = [text for text in stop if not any(text in vocabulary[token] for token in ids)]
+            if missing:
+                raise ValueError(f"no token of this tokenizer holds the stop texts {missing!r}")
+            self._stop_ids_of[key] = (*self._stop_token_ids, *ids)
+        return self._stop_ids_of[key]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """How many tokens each text is, without the start token."""
@@ -142,8 +156,8 @@ class KerasHubGenerator:
     ) -> list[Generation]:
         """One `generate()` call for the whole batch; each reply has its prompt removed by token position.
 
-        Generation ends at the end-of-text and end-of-turn tokens, and at each text in `stop` (single tokens);
-        a reply is cut before the first stop text, which a longer token (`"\n\n"` for `"\n"`) may hold.
+        Generation ends at the end-of-text and end-of-turn tokens, and at every token that holds a text of
+        `stop` (`"\n\n"` for `"\n"`); a reply is cut before the first stop text.
         The call runs at the smallest of `length_buckets(max_length)` that holds the longest prompt plus
         `reply_tokens` (`max_length` itself without a budget), with the batch padded to `pad_to` rows by
         repeating its last prompt, so that a stream of varied batches compiles only a few shapes. A prompt
@@ -171,7 +185,7 @@ class KerasHubGenerator:
 
     def _generate_at(self, batch: list[str], sequence_length: int, sampler: SamplerSpec, stop: Sequence[str]) -> list:
         # KerasHub's JAX generate() takes the stop ids as a static argument: other ids compile another function.
-        stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+        stop_ids = self._stop_ids(stop)
         with self._lock, self._timed("generate_s"):
             self._use_sampler(sampler)
             self._usage["prefilled_tokens"] += len(batch) * sequence_length
@@ -204,7 +218,7 @@ class KerasHubGenerator:
                 self._usage["prefilled_tokens"] += source[0].positions
             prefilled, rows = source
             padding = max(0, pad_to - len(rows))
-            stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+            stop_ids = self._stop_ids(stop)
             with self._timed("decode_s"):
                 tokens = self._prefixes.decode(
                     prefilled, rows + rows[-1:] * padding, sequences + sequences[-1:] * padding, length,
@@ -317,7 +331,7 @@ class KerasHubGenerator:
                 if ("prefill", len(head.ids), size, width, max_length) not in self._warm:
                     self._prefixes.prefill(head, [(sequence + filler)[: len(head.ids) + width]], size, max_length)
                     self._warm.add(("prefill", len(head.ids), size, width, max_length))
-        stop_ids = (*self._stop_token_ids, *self.token_ids(stop))
+        stop_ids = self._stop_ids(stop)
         for length in reachable_lengths(len(sequence), max_length, reply_tokens) if sampler else ():
             for size in batch_sizes:
                 shape = ("decode", size, max_length, length, json.dumps(sampler, sort_keys=True), stop_ids)

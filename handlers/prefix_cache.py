@@ -100,19 +100,24 @@ class PrefixCache:
     ) -> np.ndarray:
         """Token ids (rows, `length`): each of `prompts` continued by `sampler` from the cache rows `rows`.
 
-        A prompt may go on past its prefilled row (a chosen label and the text after it): decoding starts at the
-        end of the shortest prefilled row and runs through the given tokens, writing their keys and values, before
-        the model writes its own.
+        A prompt may go on past its prefilled row (a chosen label and the text after it): decoding runs through
+        the given tokens, writing their keys and values, before the model writes its own. Each row decodes at its
+        own positions, so a batch of prompts of different lengths takes one step per token of its longest reply.
         """
-        matrix = np.zeros((len(rows), length), dtype="int32")
-        for row, prompt in enumerate(prompts):
-            matrix[row, : len(prompt)] = prompt
-        start = min(len(prefilled.sequences[row]) for row in rows)
+        ends = [len(prefilled.sequences[row]) for row in rows]
+        # The sampler steps through one index for all rows: each row's tokens sit as far right as makes its
+        # prefilled ones end at the same index, in a matrix wide enough for any shift.
+        shifts = [max(ends) - end for end in ends]
+        matrix = np.zeros((len(rows), 2 * length), dtype="int32")
+        for row, (prompt, shift) in enumerate(zip(prompts, shifts)):
+            matrix[row, shift : shift + len(prompt)] = prompt
         decoder = self._decoder(sampler, stop_ids)
-        return np.asarray(decoder(
-            prefilled.cache, np.asarray(rows, "int32"), matrix, np.asarray([len(p) for p in prompts], "int32"),
-            np.int32(start),
+        shifted = np.asarray(decoder(
+            prefilled.cache, np.asarray(rows, "int32"), matrix,
+            np.asarray([shift + len(p) for shift, p in zip(shifts, prompts)], "int32"), np.asarray(shifts, "int32"),
+            np.int32(max(ends)),
         ))
+        return np.stack([shifted[row, shift : shift + length] for row, shift in enumerate(shifts)])
 
     def _decoder(self, sampler, stop_ids: tuple[int, ...]) -> Callable:
         key = (id(sampler), stop_ids)
@@ -122,19 +127,31 @@ class PrefixCache:
             )
         return self._decoders[key]
 
-    def _decode_rows(self, sampler, stop_ids, cache, rows, tokens, prompt_lengths, start):
+    def _decode_rows(self, sampler, stop_ids, cache, rows, tokens, given_until, shifts, start):
         import jax
         import jax.numpy as jnp
 
-        length = tokens.shape[1]
+        length = tokens.shape[1] // 2
         cache = kv_cache.resize(kv_cache.rows(cache, rows), length)
         # As KerasHub's generate(): the given tokens are kept, the model fills the rest.
-        given = jnp.arange(length)[None, :] < prompt_lengths[:, None]
+        given = jnp.arange(tokens.shape[1])[None, :] < given_until[:, None]
+
+        def one_row(token, cache, position):
+            one = jax.tree.map(lambda leaf: leaf[None], cache)
+            logits, hidden, one = self._model.call_with_cache(token[None], one, position)
+            return logits[0], hidden[0], jax.tree.map(lambda leaf: leaf[0], one)
+
+        # `call_with_cache` takes one position for the whole batch; mapped over the rows, each row has its own.
+        each_row = jax.vmap(one_row)
 
         def step(prompt, cache, index):
             token = jax.lax.dynamic_slice_in_dim(prompt, index - 1, 1, axis=1)
-            logits, hidden, cache = self._model.call_with_cache(token, cache, index - 1)
-            return logits[:, 0], hidden[:, 0], cache
+            logits, hidden, cache = each_row(token, cache, index - 1 - shifts)
+            # A row whose next token would fall past its `length` positions is full (as in KerasHub's generate()):
+            # it stops, so that the loop ends when the others do.
+            full = (index - shifts >= length)[:, None]
+            stop = jnp.where(jnp.arange(logits.shape[-1]) == stop_ids[0], 0.0, -1e9).astype(logits.dtype)
+            return jnp.where(full, stop, logits[:, 0]), hidden[:, 0], cache
 
         return sampler(
             next=step, prompt=tokens, cache=cache, index=start, mask=given, stop_token_ids=stop_ids, model=self._model
