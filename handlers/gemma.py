@@ -39,7 +39,8 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         min_batch_size, max_batch_size, max_batch_duration_secs: batching, as in Beam's `BatchElements`.
         share_across_processes: load one model per worker machine and share it between its processes.
         metrics_namespace: where this handler's Beam metrics go, so two handlers report apart.
-        stop: texts (single tokens) that end a reply, besides the end-of-text and end-of-turn tokens.
+        stop: texts that end a reply, besides the end-of-text and end-of-turn tokens (decoding stops at any
+            token that holds one).
         choice: pick one of a few options by likelihood first, then generate what follows it (see `Choice`).
         reply_tokens: the longest reply wanted, in tokens. With it, each batch runs at the smallest of
             `length_buckets(max_length)` that holds its longest prompt plus this budget (prefill covers the

@@ -22,7 +22,7 @@ SamplerSpec = str | Mapping[str, Any]
 # Instruction-tuned Gemma ends its turn with this token; stopping there saves generating up to max_length.
 _END_OF_TURN = "<end_of_turn>"
 # What `KerasHubGenerator.usage` counts: token positions, then seconds.
-USAGE = ("scored_tokens", "prefilled_tokens", "score_s", "prefill_s", "decode_s", "generate_s")
+USAGE = ("scored_tokens", "prefilled_tokens", "decoded_tokens", "score_s", "prefill_s", "decode_s", "generate_s")
 # Texts a chat may begin with: a head's token ids are those it shares with the head followed by each, since the
 # tokenizer may merge the head's last characters with the chat's first ones.
 _PROBES = ("x", " x", "X", "1", "\n", " ", ":", "<", "한", "é")
@@ -116,8 +116,10 @@ class KerasHubGenerator:
         key = tuple(stop)
         if key not in self._stop_ids_of:
             vocabulary = self._tokenizer.get_vocabulary()
-            ids = [token for token, piece in enumerate(vocabulary) if any(text in piece for text in stop)]
-            missing = [text for text in stop if not any(text in vocabulary[token] for token in ids)]
+            # SentencePiece writes a space as "▁".
+            pieces = [piece.replace("\u2581", " ") for piece in vocabulary]
+            ids = [token for token, piece in enumerate(pieces) if any(text in piece for text in stop)]
+            missing = [text for text in stop if not any(text in pieces[token] for token in ids)]
             if missing:
                 raise ValueError(f"no token of this tokenizer holds the stop texts {missing!r}")
             self._stop_ids_of[key] = (*self._stop_token_ids, *ids)
@@ -139,9 +141,10 @@ class KerasHubGenerator:
             self._cached_heads.add(head)
 
     def usage(self) -> dict[str, float]:
-        """What this model ran so far: token positions pushed through the scoring pass and through prefill
-        (padding included; KerasHub's generate() prefills its whole sequence length), and the seconds of each
-        stage (`generate_s`: KerasHub's generate(), prefill and decoding in one call)."""
+        """What this model ran so far: token positions pushed through the scoring pass, through prefill and
+        through decoding (padding included; KerasHub's generate() prefills its whole sequence length, and its
+        decoding is not counted), and the seconds of each stage (`generate_s`: KerasHub's generate(), prefill and
+        decoding in one call)."""
         return dict(self._usage)
 
     def generate(
@@ -220,11 +223,12 @@ class KerasHubGenerator:
             padding = max(0, pad_to - len(rows))
             stop_ids = self._stop_ids(stop)
             with self._timed("decode_s"):
-                tokens = self._prefixes.decode(
+                decoded = self._prefixes.decode(
                     prefilled, rows + rows[-1:] * padding, sequences + sequences[-1:] * padding, length,
                     sampler_object, stop_ids,
                 )
-        return [self._reply(tokens[row], len(sequence), stop_ids) for row, sequence in enumerate(sequences)]
+            self._usage["decoded_tokens"] += decoded.positions
+        return [self._reply(decoded.tokens[row], len(sequence), stop_ids) for row, sequence in enumerate(sequences)]
 
     def _continued(self, batch_size: int, fitting: list[int], sequences: list[list[int]]):
         """(the last scoring pass, the cache row of each sequence) when each sequence extends the prompt scored at

@@ -12,7 +12,7 @@ from handlers import kv_cache
 from handlers.shapes import rest_width
 from handlers.stateless import jit_with_weights
 
-__all__ = ["Head", "Prefilled", "PrefixCache"]
+__all__ = ["Decoded", "Head", "Prefilled", "PrefixCache"]
 
 
 class Head(NamedTuple):
@@ -30,6 +30,14 @@ class Prefilled(NamedTuple):
     sequences: list[list[int]]
     cache: Any
     logprobs: np.ndarray
+    positions: int
+
+
+class Decoded(NamedTuple):
+    """Each row's token ids, its prompt then what the model wrote (zeros after), and how many token positions the
+    decoding ran (rows times steps, padded rows included)."""
+
+    tokens: np.ndarray
     positions: int
 
 
@@ -97,7 +105,7 @@ class PrefixCache:
     def decode(
         self, prefilled: Prefilled, rows: Sequence[int], prompts: Sequence[Sequence[int]], length: int,
         sampler, stop_ids: tuple[int, ...],
-    ) -> np.ndarray:
+    ) -> Decoded:
         """Token ids (rows, `length`): each of `prompts` continued by `sampler` from the cache rows `rows`.
 
         A prompt may go on past its prefilled row (a chosen label and the text after it): decoding runs through
@@ -112,12 +120,17 @@ class PrefixCache:
         for row, (prompt, shift) in enumerate(zip(prompts, shifts)):
             matrix[row, shift : shift + len(prompt)] = prompt
         decoder = self._decoder(sampler, stop_ids)
+        given_until = [shift + len(prompt) for shift, prompt in zip(shifts, prompts)]
         shifted = np.asarray(decoder(
-            prefilled.cache, np.asarray(rows, "int32"), matrix,
-            np.asarray([shift + len(p) for shift, p in zip(shifts, prompts)], "int32"), np.asarray(shifts, "int32"),
-            np.int32(max(ends)),
+            prefilled.cache, np.asarray(rows, "int32"), matrix, np.asarray(given_until, "int32"),
+            np.asarray(shifts, "int32"), np.int32(max(ends)),
         ))
-        return np.stack([shifted[row, shift : shift + length] for row, shift in enumerate(shifts)])
+        # The loop ran until every row had written a stop token (a full row is made to write one), or to the end.
+        stopped = np.isin(shifted, stop_ids) & (np.arange(shifted.shape[1]) >= np.asarray(given_until)[:, None])
+        last = np.where(stopped.any(axis=1), stopped.argmax(axis=1), shifted.shape[1] - 1)
+        steps = int(last.max()) + 1 - max(ends)
+        tokens = np.stack([shifted[row, shift : shift + length] for row, shift in enumerate(shifts)])
+        return Decoded(tokens, len(rows) * steps)
 
     def _decoder(self, sampler, stop_ids: tuple[int, ...]) -> Callable:
         key = (id(sampler), stop_ids)

@@ -72,3 +72,33 @@ def test_the_real_gemma3_gives_the_same_labels_and_texts_cached_and_uncached(gem
     assert max(length for _, _, length in cached) > 512
     assert cached_usage["scored_tokens"] < uncached_usage["scored_tokens"]
     assert "prefilled_tokens" not in cached_usage, "label and summary: one prefill"
+
+
+def _generate_prompts():
+    prompt = load_prompt(GENERATE_PROMPT)
+    return prompt, [prompt.render(chat=chat, user_id=user) for _, user, chat, _ in TRIAGE_LESSONS]
+
+
+def test_a_batch_of_prompts_of_different_lengths_decodes_for_its_longest_reply_only(tiny_gemma):
+    prompt, prompts = _generate_prompts()
+    handler = GemmaModelHandler(tiny_gemma, max_length=384, share_across_processes=False, **handler_prompt_args(prompt))
+    model = handler.load_model()
+    replies = [result.inference.text for result in handler.run_inference(prompts, model)]
+    lengths = model.count_tokens(prompts)
+    assert max(lengths) - min(lengths) >= 3, "the test needs prompts of different lengths"
+    # Each row decodes at its own positions: one step per token of the longest reply (its stop token, the tiny
+    # model's `<end_of_turn>`, is text of the reply).
+    assert model.usage()["decoded_tokens"] == len(prompts) * max(model.count_tokens(replies))
+
+
+def test_decoding_stops_at_a_token_that_holds_a_stop_text(tiny_gemma):
+    prompt, prompts = _generate_prompts()
+    _, _, _, taught = TRIAGE_LESSONS[1]
+    handler = GemmaModelHandler(
+        tiny_gemma, max_length=384, share_across_processes=False, stop=["burg"], heads=[prompt.head()]
+    )
+    model = handler.load_model()
+    [result] = handler.run_inference(prompts[1:2], model)
+    assert result.inference.text == taught.split("burg")[0]
+    # " burger" is one token of the tiny model's: decoding ends with it, not at the end of the taught reply.
+    assert model.usage()["decoded_tokens"] == model.count_tokens([result.inference.text + "burger"])[0]
