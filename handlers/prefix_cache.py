@@ -106,7 +106,8 @@ class PrefixCache:
         self, prefilled: Prefilled, rows: Sequence[int], prompts: Sequence[Sequence[int]], length: int,
         sampler, stop_ids: tuple[int, ...],
     ) -> Decoded:
-        """Token ids (rows, `length`): each of `prompts` continued by `sampler` from the cache rows `rows`.
+        """Each of `prompts` continued by `sampler` from the cache rows `rows`: token ids (rows, `length`), and the
+        positions decoded.
 
         A prompt may go on past its prefilled row (a chosen label and the text after it): decoding runs through
         the given tokens, writing their keys and values, before the model writes its own. Each row decodes at its
