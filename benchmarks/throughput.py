@@ -38,6 +38,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import bandwidth
+
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("pipeline", "uncached", "floor", "blueprint", "recompiles", "llamacpp")
 # Quick mode: under 5 minutes on two idle cores with Gemma 3 270M. Each phase costs a process start, imports and a
@@ -291,6 +293,7 @@ def _run_bare(arguments, per_element: bool) -> dict:
         "compiles": compiles.count, "seconds": round(wall - compiles.seconds, 1), "generate_calls": calls,
         "prompts": len(triage_prompts) + len(apology_prompts), "generated_tokens": generated,
         "usage": _per_chat(usage, arguments.chats),
+        "weight_bytes": models[arguments.model].weight_bytes(),
         # The chats' own tokens (each chat's text alone), beside the positions prefilled for them.
         "chat_tokens_per_chat": round(sum(models[arguments.model].count_tokens([
             json.loads(line)["chat_message"] for line in (workdir / "chats.jsonl").read_text("utf-8").splitlines()
@@ -582,6 +585,15 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3) if numerator and denominator else None
 
 
+def _add_bandwidth_bound(arguments, name: str, result: dict, weight_bytes: int | None) -> None:
+    """On a GPU, the phase's rates against its memory-bandwidth bound (the floor's weights, its batch's rows)."""
+    if result.get("device", {}).get("platform") == "gpu" and weight_bytes and result.get("tokens_per_s"):
+        rows = 1 if name in ("blueprint", "llamacpp") else arguments.batch_size
+        result["bandwidth_bound"] = bandwidth.bound(
+            result["device"], weight_bytes, rows, result["tokens_per_s"], result["chats_per_s"]
+        )
+
+
 def summarise(arguments, results: dict) -> dict:
     """Chats/s and tokens/s of each approach, the ratios the issue targets, and the run's settings."""
     # The three run the same prompts (greedy decoding), so the replies the floor counted are the pipeline's too.
@@ -592,6 +604,7 @@ def summarise(arguments, results: dict) -> dict:
             result["chats_per_s"] = round(arguments.chats / result["seconds"], 3)
             generated = result.get("generated_tokens") or tokens
             result["tokens_per_s"] = round(generated / result["seconds"], 2) if generated else None
+            _add_bandwidth_bound(arguments, name, result, results.get("floor", {}).get("weight_bytes"))
     # Throughput ratios on the same chats: the inverse ratio of the seconds each took.
     pipeline, uncached, floor, blueprint, llamacpp, streaming = (
         1 / results[name]["seconds"] if results.get(name, {}).get("seconds") else None
@@ -623,6 +636,7 @@ def main(argv: list[str] | None = None) -> dict:
     if arguments.phase:
         result = _PHASES[arguments.phase](arguments, Path(arguments.workdir))
         result.setdefault("peak_rss_mb", _peak_rss_mb())
+        result.setdefault("device", bandwidth.device())
         print(json.dumps(result))
         return result
     scratch = None

@@ -140,6 +140,10 @@ class KerasHubGenerator:
                 self._prefixes.add(probes[0][:shared])
             self._cached_heads.add(head)
 
+    def weight_bytes(self) -> int:
+        """Bytes of the model's weights, adapter included: what a decoding step reads."""
+        return sum(variable.value.nbytes for variable in self._model.backbone.weights)
+
     def usage(self) -> dict[str, float]:
         """What this model ran so far: token positions pushed through the scoring pass, through prefill and
         through decoding (padding included; KerasHub's generate() prefills its whole sequence length, and its

@@ -43,6 +43,28 @@ def test_summary_gives_rates_and_the_ratios_the_issue_targets():
     assert summary["compiles_after_warmup"] == 0
 
 
+def test_on_a_gpu_each_phase_is_set_against_its_memory_bandwidth_bound():
+    arguments = argparse.Namespace(
+        model="m", apology_model="a", chats=16, batch_size=8, max_length=512, apology_max_length=768,
+        sentiment_mode="score", quick=False,
+    )
+    h100, new_gpu = ({"platform": "gpu", "kind": kind} for kind in ("NVIDIA H100 80GB HBM3", "Some New GPU"))
+    summary = summarise(arguments, {
+        "load_average": {"start": "1.0 1.0 1.0"},
+        "pipeline": {"seconds": 2.0, "device": h100},
+        "floor": {"seconds": 2.0, "generated_tokens": 400, "weight_bytes": 1_000_000_000, "device": h100},
+        "blueprint": {"seconds": 10.0, "generated_tokens": 400, "device": new_gpu},
+        "uncached": {"seconds": 4.0, "device": {"platform": "cpu", "kind": "cpu"}},
+    })
+    # 8 rows × 3,350 GB/s ÷ 1 GB of weights; the pipeline writes 200 tokens/s, 8 chats/s (25 tokens a chat).
+    assert summary["pipeline"]["bandwidth_bound"] == {
+        "peak_gb_s": 3350, "weight_gb": 1.0, "tokens_per_s": 26800.0, "share_of_tokens": 0.0075,
+        "chats_per_s": 1072.0,
+    }
+    assert "unknown" in summary["blueprint"]["bandwidth_bound"]["status"]
+    assert "bandwidth_bound" not in summary["uncached"], "a CPU has no such bound here"
+
+
 def test_the_compile_counter_counts_new_shapes_only():
     double = jax.jit(lambda x: x * 2)
     small, large = jnp.ones(3), jnp.ones(5)
