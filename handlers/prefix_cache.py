@@ -114,9 +114,10 @@ class PrefixCache:
         own positions, so a batch of prompts of different lengths takes one step per token of its longest reply.
         """
         ends = [len(prefilled.sequences[row]) for row in rows]
-        # The sampler steps through one index for all rows: each row's tokens sit as far right as makes its
-        # prefilled ones end at the same index, in a matrix wide enough for any shift.
-        shifts = [max(ends) - end for end in ends]
+        # The sampler steps through one index for all rows, from `start`: each row's tokens sit as far right as
+        # makes its prefilled ones end there, in a matrix wide enough for any shift.
+        start = max(ends)
+        shifts = [start - end for end in ends]
         matrix = np.zeros((len(rows), 2 * length), dtype="int32")
         for row, (prompt, shift) in enumerate(zip(prompts, shifts)):
             matrix[row, shift : shift + len(prompt)] = prompt
@@ -124,12 +125,12 @@ class PrefixCache:
         given_until = [shift + len(prompt) for shift, prompt in zip(shifts, prompts)]
         shifted = np.asarray(decoder(
             prefilled.cache, np.asarray(rows, "int32"), matrix, np.asarray(given_until, "int32"),
-            np.asarray(shifts, "int32"), np.int32(max(ends)),
+            np.asarray(shifts, "int32"), np.int32(start),
         ))
         # The loop ran until every row had written a stop token (a full row is made to write one), or to the end.
         stopped = np.isin(shifted, stop_ids) & (np.arange(shifted.shape[1]) >= np.asarray(given_until)[:, None])
         last = np.where(stopped.any(axis=1), stopped.argmax(axis=1), shifted.shape[1] - 1)
-        steps = int(last.max()) + 1 - max(ends)
+        steps = int(last.max()) + 1 - start
         tokens = np.stack([shifted[row, shift : shift + length] for row, shift in enumerate(shifts)])
         return Decoded(tokens, len(rows) * steps)
 
@@ -157,15 +158,15 @@ class PrefixCache:
 
         # `call_with_cache` takes one position for the whole batch; mapped over the rows, each row has its own.
         each_row = jax.vmap(one_row)
+        # A row whose next token would fall past its `length` positions is full (as in KerasHub's generate()): these
+        # logits make it stop, so that the loop ends when the others do.
+        stop = jnp.where(jnp.arange(self._model.backbone.vocabulary_size) == stop_ids[0], 0.0, -1e9)
 
         def step(prompt, cache, index):
             token = jax.lax.dynamic_slice_in_dim(prompt, index - 1, 1, axis=1)
             logits, hidden, cache = each_row(token, cache, index - 1 - shifts)
-            # A row whose next token would fall past its `length` positions is full (as in KerasHub's generate()):
-            # it stops, so that the loop ends when the others do.
             full = (index - shifts >= length)[:, None]
-            stop = jnp.where(jnp.arange(logits.shape[-1]) == stop_ids[0], 0.0, -1e9).astype(logits.dtype)
-            return jnp.where(full, stop, logits[:, 0]), hidden[:, 0], cache
+            return jnp.where(full, stop.astype(logits.dtype), logits[:, 0]), hidden[:, 0], cache
 
         return sampler(
             next=step, prompt=tokens, cache=cache, index=start, mask=given, stop_token_ids=stop_ids, model=self._model
