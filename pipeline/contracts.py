@@ -153,6 +153,7 @@ class CheckReason(str, enum.Enum):
 
     LOW_CONFIDENCE = "low_confidence"  # under --check_below_confidence
     SAMPLED = "sampled"  # in the --check_sample_rate share
+    IMITATES_ANSWER = "imitates_answer"  # holds a line in the form of the model's answer (--check_imitations)
 
 
 class SentimentCheck(Record):

@@ -57,7 +57,7 @@ class TriageChats(beam.PTransform):
     def from_options(cls, options: TriageOptions) -> TriageChats:
         """The graph as the flags describe it: model presets and their prompts, samplers, batching, variants,
         sentiment checks."""
-        checks = CheckPolicy(options.check_below_confidence, options.check_sample_rate)
+        checks = CheckPolicy(options.check_below_confidence, options.check_sample_rate, options.check_imitations)
         return cls.from_models(
             triage_model(options), apology_steps(options, apology_variants(options)), options.inference_timeout_secs,
             checks,

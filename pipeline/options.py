@@ -121,6 +121,12 @@ class TriageOptions(PipelineOptions):
             help="Send this share (0 to 1) of the chats, chosen by a hash of the chat id (the same on replay), as "
             "sentiment checks; a negative chat is reviewed with its draft anyway.",
         )
+        checks.add_argument(
+            "--check_imitations", type=_bool, default="true",
+            help="true: send each positive or neutral chat that holds a line in the form of the model's answer "
+            "(`Sentiment: positive`, `감정: 긍정`, a JSON reply with a sentiment: prompt injection) as a sentiment "
+            "check too.",
+        )
 
 
 def check_triage(options: PipelineOptions) -> None:

@@ -141,7 +141,7 @@ class ParseTriageReplyFn(_ParseReplyFn):
             model_id=model_id, prompt_version=self._prompt_version, processed_at=utc_now(), confidence=confidence,
         )
         yield row
-        if reason := self._checks.reason(chat.chat_id, confidence):
+        if reason := self._checks.reason(chat.chat_id, confidence, chat.chat_message):
             self._checks_sent[reason].inc()
             yield beam.pvalue.TaggedOutput(CHECK, SentimentCheck(
                 chat_message=chat.chat_message, reason=reason,
