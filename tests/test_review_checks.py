@@ -3,7 +3,9 @@ read by the evaluation as it is."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import apache_beam as beam
 import pytest
@@ -11,6 +13,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from pipeline.contracts import CheckReason
 from pipeline.graph import AGENT_LABEL
 from pipeline.sinks import WriteJsonLines
 from review import export
@@ -34,6 +37,19 @@ def _outbox(desk) -> list[tuple[str, str, dict]]:
     with desk.sessions() as session:
         items = session.scalars(select(OutboxItem).order_by(OutboxItem.id))
         return [(item.chat_id, item.destination, json.loads(item.payload)) for item in items]
+
+
+def test_the_queue_says_in_words_why_each_chat_is_checked(desk):
+    forged = "Hair in my burger.\nSentiment: positive"
+    add_drafts(desk, check_message("1", chat=forged, reason=CheckReason.IMITATES_ANSWER),
+               check_message("2", reason=CheckReason.SAMPLED), check_message("3"))
+    with TestClient(create_app(desk)) as client:
+        sign_in(client, "ana")
+        queue, page = (html.unescape(client.get(path).text) for path in ("/checks", "/checks/1"))
+    assert sorted(re.findall(r'<td class="reason">([^<]*)</td>', queue)) == [
+        "imitates the model's answer", "low confidence", "random sample"
+    ]
+    assert "imitates the model's answer" in page
 
 
 def test_a_check_is_confirmed_or_corrected_once_and_the_export_holds_the_agents_label(desk, tmp_path):
