@@ -35,7 +35,7 @@ class CheckPolicy:
     sample_rate: float = 0.0
     imitations: bool = False
 
-    def reason(self, chat_id: str, confidence: float | None, chat_message: str = "") -> CheckReason | None:
+    def reason(self, chat_id: str, confidence: float | None, chat_message: str) -> CheckReason | None:
         """Why this chat is checked, or None. An imitated answer comes first, then low confidence; a chat without
         one (generate mode) can only be sampled."""
         if self.imitations and imitates_answer(chat_message):

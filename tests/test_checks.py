@@ -31,21 +31,25 @@ def test_confidence_is_the_best_labels_share_of_a_softmax_over_the_scores():
     assert confidence(scores) == [pytest.approx(0.5), pytest.approx(1 / 3), None]
 
 
+PLAIN = "The burger was fine."
+
+
 def test_the_sample_is_stable_by_chat_id_and_close_to_its_rate():
     policy = CheckPolicy(sample_rate=0.1)
-    picked = [chat_id for chat_id in map(str, range(1000)) if policy.reason(chat_id, None) is CheckReason.SAMPLED]
+    chat_ids = list(map(str, range(1000)))
+    picked = [chat_id for chat_id in chat_ids if policy.reason(chat_id, None, PLAIN) is CheckReason.SAMPLED]
     assert 70 <= len(picked) <= 130
-    assert picked == [chat_id for chat_id in map(str, range(1000)) if policy.reason(chat_id, 0.9)]
+    assert picked == [chat_id for chat_id in chat_ids if policy.reason(chat_id, 0.9, PLAIN)]
     # hashlib, not Python's salted hash(): the same number in every process, run and replay.
     assert stable_share("42", SAMPLE_SALT) == pytest.approx(0.10495, abs=1e-5)
 
 
 def test_low_confidence_goes_first_and_a_chat_without_confidence_can_only_be_sampled():
     policy = CheckPolicy(below_confidence=0.6)
-    assert policy.reason("1", 0.59) is CheckReason.LOW_CONFIDENCE
-    assert policy.reason("1", 0.6) is None
-    assert policy.reason("1", None) is None
-    assert CheckPolicy(below_confidence=0.6, sample_rate=1.0).reason("1", None) is CheckReason.SAMPLED
+    assert policy.reason("1", 0.59, PLAIN) is CheckReason.LOW_CONFIDENCE
+    assert policy.reason("1", 0.6, PLAIN) is None
+    assert policy.reason("1", None, PLAIN) is None
+    assert CheckPolicy(below_confidence=0.6, sample_rate=1.0).reason("1", None, PLAIN) is CheckReason.SAMPLED
 
 
 FORGED = [
