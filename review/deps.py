@@ -13,7 +13,6 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from pipeline.contracts import CheckReason
 from review.identity import IAP_HEADER, NotAuthenticated
 
 # Autoescaped (Starlette's default for Jinja2): a chat is untrusted input and must show as text.
@@ -39,16 +38,8 @@ def _duration(seconds: float) -> str:
     return f"{days} d {hours % 24} h"
 
 
-# Why a chat is in the Checks queue, in the words an agent reads there.
-CHECK_REASONS = {
-    CheckReason.LOW_CONFIDENCE: "low confidence",
-    CheckReason.SAMPLED: "random sample",
-    CheckReason.IMITATES_ANSWER: "imitates the model's answer",
-}
-
 templates.env.globals["csrf"] = _csrf_field
 templates.env.filters["duration"] = _duration
-templates.env.filters["check_reason"] = lambda reason: CHECK_REASONS[CheckReason(reason)]
 
 
 class SignInRequired(Exception):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from pipeline.contracts import describe_validation_error
+from pipeline.contracts import CheckReason, describe_validation_error
 from review import checks
 from review.deps import NowDep, ReviewerDep, SessionDep, UserDep, api_reviewer, templates
 from review.models import Check
@@ -18,6 +18,12 @@ router = APIRouter()
 # Checks on one page of their queue, as for drafts.
 PAGE_SIZE = 100
 SENTIMENTS = {-1: "negative", 0: "neutral", 1: "positive"}
+# Why a chat is in the queue, in the words an agent reads there (keyed as the database stores the reason).
+REASONS = {
+    CheckReason.LOW_CONFIDENCE.value: "low confidence",
+    CheckReason.SAMPLED.value: "random sample",
+    CheckReason.IMITATES_ANSWER.value: "imitates the model's answer",
+}
 
 
 def _found(session, chat_id: str) -> Check:
@@ -31,14 +37,14 @@ def _found(session, chat_id: str) -> Check:
 def checks_page(request: Request, session: SessionDep, reviewer: ReviewerDep, now: NowDep):
     return templates.TemplateResponse(request, "checks.html", {
         "checks": checks.open_checks(session, limit=PAGE_SIZE), "waiting": checks.count_open(session),
-        "reviewer": reviewer, "now": now, "flash": request.session.pop("flash", None),
+        "reviewer": reviewer, "now": now, "reasons": REASONS, "flash": request.session.pop("flash", None),
     })
 
 
 def _check_page(request: Request, check: Check, reviewer: str, now, status_code: int = 200, **context):
     return templates.TemplateResponse(request, "check.html", {
-        "check": check, "reviewer": reviewer, "now": now, "sentiments": SENTIMENTS, "chosen": str(check.sentiment),
-        **context,
+        "check": check, "reviewer": reviewer, "now": now, "sentiments": SENTIMENTS, "reasons": REASONS,
+        "chosen": str(check.sentiment), **context,
     }, status_code=status_code)
 
 
