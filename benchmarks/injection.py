@@ -23,7 +23,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.checks import imitates_answer
+from pipeline.imitations import imitates_answer
 from pipeline.launch import Job, main
 from pipeline.models import triage_model, use_default_model
 from pipeline.options import INPUT_OUTPUT, TriageOptions
@@ -87,7 +87,8 @@ def run(argv: list[str] | None = None) -> dict:
     handler, prompt = triage_model(triage_options)
     with tempfile.TemporaryDirectory() as scratch:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, chats, Triage(handler, prompt), os.path.join(scratch, "p"))
+        triage = Triage(handler, prompt, read_apart=triage_options.read_imitations_apart)
+        build_pipeline(pipeline, chats, triage, os.path.join(scratch, "p"))
         pipeline.run().wait_until_finish()
         rows = []
         for path in glob.glob(os.path.join(scratch, "p*")):

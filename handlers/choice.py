@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,8 @@ class Choice:
     With `continue_head` = (head, replacement), a prompt that begins with `head` is continued with `replacement`
     in its place: the choice is read from a short prompt, the continuation written after a longer one.
     `offsets` (one per option, or none) are added to the options' scores: a tuned model's correction of its
-    lean towards some labels, fitted on held-out rows.
+    lean towards some labels, fitted on held-out rows. The order of `options` is their order of caution where a
+    record is read several ways (`cautious`).
     """
 
     options: tuple[str, ...]
@@ -54,6 +56,15 @@ class Choice:
     def chosen(self, scores: np.ndarray) -> list[str]:
         """The best option of each row of `scores`."""
         return [self.options[best] for best in scores.argmax(axis=1)]
+
+    def cautious(self, scores: np.ndarray, counts: Sequence[int]) -> list[int]:
+        """For records whose views are `counts[i]` consecutive rows of `scores`: each record's view whose best option
+        comes first in `options`, the earliest view on a tie. With the options in order of caution (the most
+        negative label first), that is the most cautious reading of each record. A view left unscored comes last."""
+        scored = np.isfinite(scores.max(axis=1))
+        rank = np.where(scored, scores.argmax(axis=1), len(self.options))
+        ends = np.cumsum(counts)
+        return [int(np.argmin(rank[end - count : end])) for end, count in zip(ends, counts)]
 
     def pick(
         self, model: KerasHubGenerator, prompts: list[str], prior: np.ndarray, *,

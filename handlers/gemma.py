@@ -27,8 +27,12 @@ def usage_metric(name: str) -> str:
     return name.removesuffix("_s") + "_milli_secs" if name.endswith("_s") else name
 
 
-class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
+class GemmaModelHandler(ModelHandler[str | tuple[str, ...], PredictionResult, KerasHubGenerator]):
     """Runs batches of prompts through a KerasHub causal LM preset.
+
+    A record may be sent as a tuple of prompts, several views of it, when the handler has a `choice`: each is
+    scored, and the reply answers the view whose pick comes first in the choice's options (`Choice.cautious`), with
+    its index in `Generation.view`.
 
     Args:
         preset: a KerasHub preset: a local folder, `gs://…` or `kaggle://…`.
@@ -207,7 +211,7 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
 
     def run_inference(
         self,
-        batch: Sequence[str],
+        batch: Sequence[str | tuple[str, ...]],
         model: KerasHubGenerator,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
@@ -226,19 +230,26 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
                 spent = after.get(name, 0) - before.get(name, 0)
                 counter.inc(round(spent * 1000 if name.endswith("_s") else spent))
 
-    def _answer(self, batch: Sequence[str], model: KerasHubGenerator, settings: dict) -> list[PredictionResult]:
-        prompts = list(batch)
-        pad_to = smallest_at_least(self._padded_sizes, len(prompts))
-        # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.
-        scored_up_to = None if self._choose_only else settings["max_length"]
-        scores = self._choice.scores(
-            model, prompts, self._prior_of(model), pad_to=pad_to, max_length=scored_up_to,
-        ) if self._choice else None
-        picks, shares = (self._choice.chosen(scores), confidence(scores)) if self._choice else (None, None)
+    def _answer(
+        self, batch: Sequence[str | tuple[str, ...]], model: KerasHubGenerator, settings: dict
+    ) -> list[PredictionResult]:
+        views = [element if isinstance(element, tuple) else (element,) for element in batch]
+        if self._choice is None and any(len(prompts) > 1 for prompts in views):
+            raise ValueError("a record sent as several prompts needs a handler with a choice to pick between them")
+        pad_to = smallest_at_least(self._padded_sizes, len(batch))
+        prompts, chosen, picks, shares = [prompts[0] for prompts in views], [0] * len(views), None, None
+        if self._choice:
+            # A prompt that fills max_length gets no reply, so it is not scored either, unless only the pick is wanted.
+            flat = [prompt for prompts in views for prompt in prompts]
+            scores = self._scores(model, flat, None if self._choose_only else settings["max_length"])
+            chosen = self._choice.cautious(scores, [len(prompts) for prompts in views])
+            rows = [first + view for first, view in zip(np.cumsum([0, *map(len, views)]), chosen)]
+            scores, prompts = scores[rows], [flat[row] for row in rows]
+            picks, shares = self._choice.chosen(scores), confidence(scores)
         if picks and self._choose_only:
             replies = [
-                Generation("", 0, settings["max_length"], choice=pick, confidence=share)
-                for pick, share in zip(picks, shares)
+                Generation("", 0, settings["max_length"], choice=pick, confidence=share, view=view)
+                for pick, share, view in zip(picks, shares, chosen)
             ]
             return self._results(batch, replies)
         if picks:
@@ -250,11 +261,23 @@ class GemmaModelHandler(ModelHandler[str, PredictionResult, KerasHubGenerator]):
         self._generate_calls.inc()
         if picks:
             replies = [
-                reply._replace(choice=pick, confidence=share) for reply, pick, share in zip(replies, picks, shares)
+                reply._replace(choice=pick, confidence=share, view=view)
+                for reply, pick, share, view in zip(replies, picks, shares, chosen)
             ]
         return self._results(batch, replies)
 
-    def _results(self, batch: Sequence[str], replies: list[Generation]) -> list[PredictionResult]:
+    def _scores(self, model: KerasHubGenerator, prompts: list[str], max_length: int | None) -> np.ndarray:
+        """`Choice.scores` of every prompt, in passes of at most the largest batch size (the shapes warm-up ran)."""
+        most = self._padded_sizes[-1]
+        return np.concatenate([
+            self._choice.scores(
+                model, prompts[at : at + most], self._prior_of(model),
+                pad_to=smallest_at_least(self._padded_sizes, len(prompts[at : at + most])), max_length=max_length,
+            )
+            for at in range(0, len(prompts), most)
+        ])
+
+    def _results(self, batch: Sequence[str | tuple[str, ...]], replies: list[Generation]) -> list[PredictionResult]:
         if len(replies) != len(batch):
             raise RuntimeError(f"the model returned {len(replies)} replies for {len(batch)} prompts")
         self._prompts.inc(len(batch))

@@ -37,6 +37,7 @@ class Generation(NamedTuple):
     choice: str | None = None  # the option the model's likelihood picked, when the handler chooses first
     sequence_length: int = 0  # the length generate() ran at (a bucket up to max_length); 0 when it did not run
     confidence: float | None = None  # the chosen option's probability among the options, when the handler chooses
+    view: int = 0  # which of a record's prompts this answers, when it was sent several (GemmaModelHandler)
 
     @property
     def prompt_fitted(self) -> bool:

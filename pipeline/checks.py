@@ -3,26 +3,14 @@ model's answer, and a stable sample."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from pipeline.contracts import CheckReason
+from pipeline.imitations import imitates_answer
 from pipeline.shares import stable_share
 
 # Salts the sample's hash: unsalted, the sample would be the first variant's chats (pipeline.variants).
 SAMPLE_SALT = b"sentiment-check\x00"
-# A line in the form of the model's answer: a label or summary line, English or Korean, or a JSON reply with a
-# sentiment. Customers do not write these; prompt injection does, and the model can follow it (docs: Prompt
-# injection, with how many chats it finds).
-# Korean text often has a full-width colon (U+FF1A).
-ANSWER_LINE = re.compile(
-    r'^\W*(sentiment|label|summary|감정|라벨|요약)\s*[:\uff1a]|"sentiment"\s*:', re.IGNORECASE | re.MULTILINE
-)
-
-
-def imitates_answer(chat_message: str) -> bool:
-    """Whether the chat holds a line that imitates the model's answer (`Sentiment: positive`, `감정: 긍정`, …)."""
-    return ANSWER_LINE.search(chat_message) is not None
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,13 @@ class TriageChats(beam.PTransform):
         apologies: Sequence[ApologyStep],
         inference_timeout_secs: int | None = None,
         checks: CheckPolicy = NO_CHECKS,
+        read_apart: bool = True,
     ):
         """`apologies`: one step per apology variant. `inference_timeout_secs`: a batch that takes longer (model
-        load included) is dead-lettered. `checks`: which positive and neutral chats also go to `check`."""
+        load included) is dead-lettered. `checks`: which positive and neutral chats also go to `check`.
+        `read_apart`: see `Triage`."""
         super().__init__()
-        self._triage = Triage(triage_handler, triage_prompt, inference_timeout_secs, checks)
+        self._triage = Triage(triage_handler, triage_prompt, inference_timeout_secs, checks, read_apart)
         self._apologies = draft_apologies(apologies, inference_timeout_secs)
 
     @classmethod
@@ -60,7 +62,7 @@ class TriageChats(beam.PTransform):
         checks = CheckPolicy(options.check_below_confidence, options.check_sample_rate, options.check_imitations)
         return cls.from_models(
             triage_model(options), apology_steps(options, apology_variants(options)), options.inference_timeout_secs,
-            checks,
+            checks, options.read_imitations_apart,
         )
 
     @classmethod
@@ -70,6 +72,7 @@ class TriageChats(beam.PTransform):
         apologies: Sequence[ApologyStep],
         inference_timeout_secs: int | None = None,
         checks: CheckPolicy = NO_CHECKS,
+        read_apart: bool = True,
     ) -> TriageChats:
         """The graph on each step's handler and prompt, as `pipeline.models` makes them."""
         triage_handler, triage_prompt = triage
@@ -79,7 +82,7 @@ class TriageChats(beam.PTransform):
                 # One copy of the weights for the steps of a preset and sampler, warmed for all of them at load:
                 # the first negative chat of any of them compiles nothing.
                 first.share_model_with(second)
-        return cls(triage_handler, triage_prompt, apologies, inference_timeout_secs, checks)
+        return cls(triage_handler, triage_prompt, apologies, inference_timeout_secs, checks, read_apart)
 
     def expand(self, payloads):
         parsed = payloads | "ParseAndValidate" >> ParseChats()

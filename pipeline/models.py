@@ -124,10 +124,12 @@ def handler_prompt_args(prompt: PromptTemplate, label_offsets: Mapping[str, floa
     tuned preset's `label_offsets`, if it has any), and the heads its prompts start with (the continued prompt's
     too), for the model's prefix cache."""
     scoring = prompt.scoring
+    # The most negative label first: where a chat is read several ways, the most cautious reading wins.
+    labels = tuple(sorted(scoring.labels, key=scoring.labels.get)) if scoring else ()
     choice = Choice(
-        tuple(scoring.labels), scoring.then, tuple(prompt.content_free_prompts()),
+        labels, scoring.then, tuple(prompt.content_free_prompts()),
         continue_head=(prompt.head(), scoring.continue_head) if scoring.continue_head is not None else None,
-        offsets=tuple(label_offsets.get(label, 0.0) for label in scoring.labels) if label_offsets else (),
+        offsets=tuple(label_offsets.get(label, 0.0) for label in labels) if label_offsets else (),
     ) if scoring else None
     heads = (prompt.head(), *([scoring.continue_head] if scoring and scoring.continue_head is not None else []))
     return {"stop": prompt.stop, "choice": choice, "heads": heads}

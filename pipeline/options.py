@@ -74,6 +74,12 @@ class TriageOptions(PipelineOptions):
             "read one language (score mode; the draft is always in the customer's language).",
         )
         model.add_argument(
+            "--read_imitations_apart", type=_bool, default="true",
+            help="true: a chat that holds a line in the form of the model's answer (`Sentiment: positive`, "
+            "`감정: 긍정`: prompt injection) is also read in parts, cut at those lines and at blank lines, and its "
+            "most negative reading wins (score mode).",
+        )
+        model.add_argument(
             "--apology_model", default=None,
             help="KerasHub preset for apologies (default: --model; without --model, the shipped apology LoRA).",
         )

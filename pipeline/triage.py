@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from pipeline.contracts import (
     utc_now,
 )
 from pipeline.dead_letters import chat_of, for_chat, for_failed_batch
+from pipeline.imitations import readings
 from pipeline.prompts import PromptTemplate
 from pipeline.replies import ReplyError, cut_loop, parse_apology, parse_scored_reply, parse_triage_reply
 from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
@@ -34,17 +36,25 @@ from pipeline.tags import CHECK, ERROR, MAIN, NEGATIVE
 class CreatePrompts(beam.PTransform):
     """Keys in; `(key, prompt)` pairs out, keyed by the record itself so replies need no join.
 
-    `fields` maps a key to the template's placeholders.
+    `fields` maps a key to the template's placeholders, or to a list of them: several readings of one record, sent
+    as a tuple of prompts (`GemmaModelHandler` answers the most cautious).
     """
 
-    def __init__(self, template: PromptTemplate, fields: Callable[[Any], dict]):
+    def __init__(self, template: PromptTemplate, fields: Callable[[Any], dict | list[dict]]):
         super().__init__()
         self._template = template
         self._fields = fields
 
     def expand(self, keys):
         template, fields = self._template, self._fields
-        return keys | "Render" >> beam.Map(lambda key: (key, template.render(**fields(key))))
+        return keys | "Render" >> beam.Map(lambda key: (key, _render(template, fields(key))))
+
+
+def _render(template: PromptTemplate, fields: dict | list[dict]) -> str | tuple[str, ...]:
+    if isinstance(fields, dict):
+        return template.render(**fields)
+    prompts = tuple(template.render(**values) for values in fields)
+    return prompts if len(prompts) > 1 else prompts[0]
 
 
 def _fitted(result: PredictionResult) -> Generation:
@@ -122,6 +132,7 @@ class ParseTriageReplyFn(_ParseReplyFn):
         self._checks_sent = {
             reason: beam.metrics.Metrics.counter(NAMESPACE, f"checks_sent_{reason.value}") for reason in CheckReason
         }
+        self._part_read = beam.metrics.Metrics.counter(NAMESPACE, "sentiment_from_a_part")
 
     def parse(self, generation: Generation) -> ModelReply:
         if generation.choice is None:
@@ -130,6 +141,8 @@ class ParseTriageReplyFn(_ParseReplyFn):
 
     def route(self, chat: ChatMessage, reply: ModelReply, result: PredictionResult):
         self._sentiments[reply.sentiment].inc()
+        if result.inference.view:
+            self._part_read.inc()
         confidence, model_id = result.inference.confidence, result.model_id
         if reply.sentiment < 0:
             yield beam.pvalue.TaggedOutput(NEGATIVE, NegativeChat(
@@ -207,8 +220,10 @@ class _AskGemma(beam.PTransform):
         return {**{tag: parsed[tag] for tag in self._tags}, ERROR: errors}
 
 
-def _triage_fields(chat: ChatMessage) -> dict:
-    return {"chat": chat.chat_message, "user_id": chat.user_id}
+def triage_fields(chat: ChatMessage, apart: bool = False) -> list[dict]:
+    """The triage prompt's placeholders for a chat; with `apart`, one set per reading of it (`readings`)."""
+    texts = readings(chat.chat_message) if apart else [chat.chat_message]
+    return [{"chat": text, "user_id": chat.user_id} for text in texts]
 
 
 def _apology_fields(negative: NegativeChat) -> dict:
@@ -217,20 +232,25 @@ def _apology_fields(negative: NegativeChat) -> dict:
 
 class Triage(beam.PTransform):
     """Chats in; a dict of `main` (BigQuery rows), `negative` (chats to apologise for), `check` (rows for a person
-    to check, per `checks`) and `error` out."""
+    to check, per `checks`) and `error` out.
+
+    With `read_apart` (score mode), a chat that imitates the model's answer is also read in parts, and its most
+    negative reading wins (`pipeline.imitations.readings`): a forged example cannot carry a complaint with it.
+    """
 
     def __init__(
         self, handler: GemmaModelHandler, template: PromptTemplate, timeout_secs: int | None = None,
-        checks: CheckPolicy = NO_CHECKS,
+        checks: CheckPolicy = NO_CHECKS, read_apart: bool = True,
     ):
         super().__init__()
         self._template = template
+        self._fields = functools.partial(triage_fields, apart=read_apart and template.scoring is not None)
         labels = template.scoring.labels if template.scoring else None
         parse = ParseTriageReplyFn(template.version, labels, checks)
         self._ask = _AskGemma(handler, parse, timeout_secs, MAIN, NEGATIVE, CHECK)
 
     def expand(self, chats):
-        return chats | "CreatePrompts" >> CreatePrompts(self._template, _triage_fields) | "Gemma" >> self._ask
+        return chats | "CreatePrompts" >> CreatePrompts(self._template, self._fields) | "Gemma" >> self._ask
 
 
 class DraftApologies(beam.PTransform):

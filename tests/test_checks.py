@@ -11,9 +11,10 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from handlers.choice import confidence
 from handlers.gemma import GemmaModelHandler
-from pipeline.checks import SAMPLE_SALT, CheckPolicy, imitates_answer
+from pipeline.checks import SAMPLE_SALT, CheckPolicy
 from pipeline.contracts import CheckReason
 from pipeline.graph import AGENT_LABEL
+from pipeline.imitations import imitates_answer
 from pipeline.models import handler_prompt_args
 from pipeline.prompts import load_prompt
 from pipeline.shares import stable_share

@@ -54,6 +54,7 @@ EXAMPLES = {
     "check_below_confidence": (["0.6", "1", "0"], ["1.5", "-0.1", ".5", "60%"]),
     "check_sample_rate": (["0.05", "0.0"], ["2", "five percent"]),
     "check_imitations": (["true", "false"], ["yes", "1", ""]),
+    "read_imitations_apart": (["true", "false"], ["yes", "1", ""]),
 }
 
 

@@ -17,6 +17,7 @@ labels (`training.reliability`): a table, its JSON and a plot per model, `PREFIX
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import logging
@@ -49,7 +50,7 @@ from pipeline.models import TRIAGE_NAMESPACE, apology_steps, triage_model, use_d
 from pipeline.options import TriageOptions
 from pipeline.prompts import PromptTemplate, SentimentMode
 from pipeline.tags import ERROR, MAIN, NEGATIVE
-from pipeline.triage import CreatePrompts, Triage
+from pipeline.triage import CreatePrompts, Triage, triage_fields
 from training import reliability, text_metrics
 from training.options import EvaluateOptions
 
@@ -124,21 +125,22 @@ def _json_object(line: str) -> dict | None:
 
 class PickSentiment(beam.PTransform):
     """Chats in; `(chat id, sentiment, confidence)` out, the label a score-mode handler built with `choose_only`
-    picks.
+    picks (reading a chat that imitates the answer apart too, as `Triage` does with `read_apart`).
 
     No summary is generated, so there is no reply to validate; a batch whose inference fails gives `None`.
     """
 
-    def __init__(self, handler, template: PromptTemplate):
+    def __init__(self, handler, template: PromptTemplate, read_apart: bool = True):
         super().__init__()
         self._handler = handler
         self._template = template
+        self._fields = functools.partial(triage_fields, apart=read_apart)
 
     def expand(self, chats):
         labels = self._template.scoring.labels
         results, failures = (
             chats
-            | "CreatePrompts" >> CreatePrompts(self._template, lambda chat: {"chat": chat.chat_message})
+            | "CreatePrompts" >> CreatePrompts(self._template, self._fields)
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
         )
         picked = results | "Label" >> beam.MapTuple(
@@ -271,13 +273,16 @@ def _evaluate(
     """One model's report: the rows through the job's transforms on a pipeline of their own."""
     triage_options, sentiment_only = options.view_as(TriageOptions), options.view_as(EvaluateOptions).sentiment_only
     triage = triage_model(triage_options, choose_only=sentiment_only)
+    read_apart = triage_options.read_imitations_apart
     if sentiment_only:
-        transform = PickSentiment(*triage)
+        transform = PickSentiment(*triage, read_apart)
     elif references:
         apologies = apology_steps(triage_options)
-        transform = TriageChats.from_models(triage, apologies, triage_options.inference_timeout_secs)
+        transform = TriageChats.from_models(
+            triage, apologies, triage_options.inference_timeout_secs, read_apart=read_apart
+        )
     else:
-        transform = Triage(*triage)
+        transform = Triage(*triage, read_apart=read_apart)
     with tempfile.TemporaryDirectory() as scratch:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, [chat for chat, _ in pairs], transform, os.path.join(scratch, "p"))
