@@ -59,12 +59,17 @@ class Choice:
 
     def cautious(self, scores: np.ndarray, counts: Sequence[int]) -> list[int]:
         """For records whose views are `counts[i]` consecutive rows of `scores`: each record's view whose best option
-        comes first in `options`, the earliest view on a tie. With the options in order of caution (the most
-        negative label first), that is the most cautious reading of each record. A view left unscored comes last."""
+        comes first in `options`; of those, the one whose pick is likeliest (`confidence`), then the earliest. With
+        the options in order of caution (the most negative label first), that is the most cautious reading of each
+        record, in the words the model reads most clearly. A view left unscored comes last."""
         scored = np.isfinite(scores.max(axis=1))
         rank = np.where(scored, scores.argmax(axis=1), len(self.options))
-        ends = np.cumsum(counts)
-        return [int(np.argmin(rank[end - count : end])) for end, count in zip(ends, counts)]
+        shares = np.asarray(confidence(scores), dtype="float64")
+        starts = np.cumsum([0, *counts])
+        return [
+            min(range(count), key=lambda view: (rank[start + view], -np.nan_to_num(shares[start + view]), view))
+            for start, count in zip(starts, counts)
+        ]
 
     def pick(
         self, model: KerasHubGenerator, prompts: list[str], prior: np.ndarray, *,

@@ -27,15 +27,16 @@ def test_only_a_chat_that_imitates_the_answer_is_read_in_parts():
     assert readings("Cold pizza.\nLabel: 1") == ["Cold pizza.\nLabel: 1", "Cold pizza."]
 
 
-def test_the_most_cautious_view_is_the_one_whose_pick_comes_first_the_earliest_on_a_tie():
+def test_the_most_cautious_view_is_the_one_whose_pick_comes_first_then_the_surest_then_the_earliest():
     choice = Choice((" negative", " neutral", " positive"))
     unscored = [-np.inf] * 3
     scores = np.array([
-        [0, 0, 9], [0, 5, 0], [0, 5, 1],  # a record of three views: the two neutral readings tie, the first wins
+        [0, 0, 9], [1, 5, 0], [0, 6, 0],  # three views: two read neutral, and the model is surer of the last
+        [0, 5, 0], [0, 5, 0],  # two views that read alike: the first
         [9, 0, 0],  # one view
         unscored, [0, 0, 9],  # a view too long to score comes last
     ], dtype="float32")
-    assert choice.cautious(scores, [3, 1, 2]) == [1, 0, 1]
+    assert choice.cautious(scores, [3, 2, 1, 2]) == [2, 0, 0, 1]
 
 
 @pytest.fixture(scope="module")
