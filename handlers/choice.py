@@ -64,10 +64,10 @@ class Choice:
         record, in the words the model reads most clearly. A view left unscored comes last."""
         scored = np.isfinite(scores.max(axis=1))
         rank = np.where(scored, scores.argmax(axis=1), len(self.options))
-        shares = np.asarray(confidence(scores), dtype="float64")
+        shares = np.nan_to_num(np.asarray(confidence(scores), dtype="float64"))
         starts = np.cumsum([0, *counts])
         return [
-            min(range(count), key=lambda view: (rank[start + view], -np.nan_to_num(shares[start + view]), view))
+            min(range(count), key=lambda view: (rank[start + view], -shares[start + view], view))
             for start, count in zip(starts, counts)
         ]
 

@@ -31,8 +31,7 @@ class GemmaModelHandler(ModelHandler[str | tuple[str, ...], PredictionResult, Ke
     """Runs batches of prompts through a KerasHub causal LM preset.
 
     A record may be sent as a tuple of prompts, several views of it, when the handler has a `choice`: each is
-    scored, and the reply answers the view whose pick comes first in the choice's options (`Choice.cautious`), with
-    its index in `Generation.view`.
+    scored, and the reply answers the most cautious view (`Choice.cautious`), with its index in `Generation.view`.
 
     Args:
         preset: a KerasHub preset: a local folder, `gs://…` or `kaggle://…`.
