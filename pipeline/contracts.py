@@ -433,7 +433,24 @@ class SentimentReport(Record):
     )
 
 
+class PairedDifference(Record):
+    """A compared model against the first on the same rows: how far apart their macro recalls are, and whether
+    that is more than the rows' luck."""
+
+    model_id: str
+    against: str = Field(description="the first model's id")
+    macro_recall_difference: float = Field(description="this model's macro recall minus the first's")
+    low: float = Field(description="the difference's 95% paired bootstrap interval (the same rows resampled for both)")
+    high: float
+    only_this_right: int = Field(description="rows this model labels right and the first wrong")
+    only_first_right: int = Field(description="rows the first model labels right and this one wrong")
+    mcnemar_p: float = Field(description="exact McNemar test on those rows: the chance of a split this uneven")
+
+
 class SentimentComparison(Record):
     """What `python -m training.evaluate` prints last: one report per model, all on the same rows."""
 
     reports: list[SentimentReport]
+    paired: list[PairedDifference] = Field(
+        default_factory=list, description="each compared model (`--compare`) against the first, row by row"
+    )

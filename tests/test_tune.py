@@ -109,6 +109,10 @@ def test_tuning_beats_the_base_on_the_same_rows(tuned_tiny, tiny_gemma, tmp_path
     assert tuned.sentiment_only and tuned.valid_share == 1.0
     assert tuned.macro_recall >= 0.75, tuned.confusion
     assert tuned.macro_recall > base.macro_recall
+    (pair,) = comparison.paired
+    assert (pair.model_id, pair.against) == (base.model_id, tuned.model_id)
+    assert pair.macro_recall_difference == pytest.approx(base.macro_recall - tuned.macro_recall, abs=1e-4)
+    assert pair.low <= pair.macro_recall_difference <= pair.high
 
 
 def test_the_batch_job_runs_the_tuned_preset(tuned_tiny, tmp_path):

@@ -53,6 +53,7 @@ from pipeline.tags import ERROR, MAIN, NEGATIVE
 from pipeline.triage import CreatePrompts, Triage, triage_fields
 from training import reliability, text_metrics
 from training.options import EvaluateOptions
+from training.paired import paired_difference
 
 CLASSES = {-1: "negative", 0: "neutral", 1: "positive"}
 # A chat that failed at these stages was triaged negative: its sentiment counts, only its draft is missing.
@@ -256,12 +257,15 @@ def run(argv: list[str] | None = None) -> SentimentComparison:
     # Chat files with a labels file carry no references; neither does a run that writes no text.
     with_text = evaluation.label_file is None and not evaluation.sentiment_only
     references = load_references(evaluation.labeled, set(labels)) if with_text else []
-    reports = []
+    reports, predictions = [], []
     for preset in [triage_options.model, *(evaluation.compare or [])]:
         triage_options.model = preset
-        reports.append(_evaluate(options, pairs, labels, references))
-        print(reports[-1].model_dump_json(), flush=True)
-    comparison = SentimentComparison(reports=reports)
+        report, predicted = _evaluate(options, pairs, labels, references)
+        print(report.model_dump_json(), flush=True)
+        reports.append(report)
+        predictions.append((report.model_id, predicted))
+    paired = [paired_difference(labels, CLASSES, predictions[0], other) for other in predictions[1:]]
+    comparison = SentimentComparison(reports=reports, paired=paired)
     print(render(comparison))
     print(comparison.model_dump_json())
     return comparison
@@ -269,8 +273,9 @@ def run(argv: list[str] | None = None) -> SentimentComparison:
 
 def _evaluate(
     options: PipelineOptions, pairs: list[tuple[dict, int]], labels: dict, references: list[LabeledExample]
-) -> SentimentReport:
-    """One model's report: the rows through the job's transforms on a pipeline of their own."""
+) -> tuple[SentimentReport, dict[str, int | None]]:
+    """One model's report and its label by row id: the rows through the job's transforms on a pipeline of their
+    own."""
     triage_options, sentiment_only = options.view_as(TriageOptions), options.view_as(EvaluateOptions).sentiment_only
     triage = triage_model(triage_options, choose_only=sentiment_only)
     read_apart = triage_options.read_imitations_apart
@@ -297,8 +302,9 @@ def _evaluate(
     handler, prompt = triage
     if prefix := options.view_as(EvaluateOptions).reliability:
         _write_reliability(handler.model_id, labels, rows, prefix)
-    return SentimentReport(
-        **score(labels, {row["id"]: row["sentiment"] for row in rows}),
+    predicted = {row["id"]: row["sentiment"] for row in rows}
+    report = SentimentReport(
+        **score(labels, predicted),
         chats_per_second=round(len(pairs) / max(_inference_seconds(result), 1e-9), 3),
         wall_seconds=round(wall_seconds, 1),
         model_id=handler.model_id,
@@ -307,6 +313,7 @@ def _evaluate(
         text=text_report(references, {row["id"]: row for row in rows}, triage_options.summary_language)
         if references else None,
     )
+    return report, predicted
 
 
 def _write_reliability(model_id: str, labels: dict, rows: list[dict], prefix: str) -> None:
@@ -350,6 +357,8 @@ def render(comparison: SentimentComparison) -> str:
     """What a person reads: the sentiment table and, where the rows carry references, the text table and each
     model's worst drafts."""
     parts = [comparison_table(comparison)]
+    if comparison.paired:
+        parts.append(paired_table(comparison))
     if any(report.text for report in comparison.reports):
         parts.append(text_table(comparison))
         parts.extend(worst_replies(report) for report in comparison.reports if report.text)
@@ -367,6 +376,22 @@ def comparison_table(comparison: SentimentComparison) -> str:
         lines.append(
             f"| {report.model_id} | {report.prompt_version} | {report.rows} | {report.macro_recall:.3f} | "
             f"{report.macro_f1:.3f} | {recall} | {report.valid_share:.0%} | {report.chats_per_second} |"
+        )
+    return "\n".join(lines)
+
+
+def paired_table(comparison: SentimentComparison) -> str:
+    """Each compared model against the first, row by row, as a Markdown table."""
+    lines = [
+        "| model | against | macro recall difference | 95% interval | rows only it / only the first gets right | "
+        "McNemar p |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for pair in comparison.paired:
+        lines.append(
+            f"| {pair.model_id} | {pair.against} | {pair.macro_recall_difference:+.4f} | "
+            f"{pair.low:+.4f} to {pair.high:+.4f} | {pair.only_this_right} / {pair.only_first_right} | "
+            f"{pair.mcnemar_p:.3g} |"
         )
     return "\n".join(lines)
 
