@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import apache_beam as beam
@@ -367,52 +368,56 @@ def render(comparison: SentimentComparison) -> str:
 
 def comparison_table(comparison: SentimentComparison) -> str:
     """The reports side by side, one line per model, as a Markdown table."""
-    lines = [
-        "| model | prompt | rows | macro recall | macro F1 | recall neg / neu / pos | valid | chats/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for report in comparison.reports:
-        recall = " / ".join(f"{report.recall[name]:.3f}" for name in CLASSES.values())
-        lines.append(
-            f"| {report.model_id} | {report.prompt_version} | {report.rows} | {report.macro_recall:.3f} | "
-            f"{report.macro_f1:.3f} | {recall} | {report.valid_share:.0%} | {report.chats_per_second} |"
-        )
-    return "\n".join(lines)
+    return _markdown_table(
+        ["model", "prompt", "rows", "macro recall", "macro F1", "recall neg / neu / pos", "valid", "chats/s"],
+        (
+            [
+                report.model_id, report.prompt_version, report.rows, f"{report.macro_recall:.3f}",
+                f"{report.macro_f1:.3f}", " / ".join(f"{report.recall[name]:.3f}" for name in CLASSES.values()),
+                f"{report.valid_share:.0%}", report.chats_per_second,
+            ]
+            for report in comparison.reports
+        ),
+    )
 
 
 def paired_table(comparison: SentimentComparison) -> str:
     """Each compared model against the first, row by row, as a Markdown table."""
-    lines = [
-        "| model | against | macro recall difference | 95% interval | rows only it / only the first gets right | "
-        "McNemar p |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for pair in comparison.paired:
-        lines.append(
-            f"| {pair.model_id} | {pair.against} | {pair.macro_recall_difference:+.4f} | "
-            f"{pair.low:+.4f} to {pair.high:+.4f} | {pair.only_this_right} / {pair.only_first_right} | "
-            f"{pair.mcnemar_p:.3g} |"
-        )
-    return "\n".join(lines)
+    return _markdown_table(
+        ["model", "against", "macro recall difference", "95% interval", "rows only it / only the first gets right",
+         "McNemar p"],
+        (
+            [
+                pair.model_id, pair.against, f"{pair.macro_recall_difference:+.4f}",
+                f"{pair.low:+.4f} to {pair.high:+.4f}", f"{pair.only_this_right} / {pair.only_first_right}",
+                f"{pair.mcnemar_p:.3g}",
+            ]
+            for pair in comparison.paired
+        ),
+    )
 
 
 def text_table(comparison: SentimentComparison) -> str:
     """The text reports side by side, one line per model and kind of text, as a Markdown table."""
-    lines = [
-        "| model | text | written / references | chrF | names the problem | in the chat's language | "
-        "most common 6 words: share | mean length (words; ko: characters) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for report in comparison.reports:
-        if report.text:
-            for kind, scores in (("summaries", report.text.summaries), ("replies", report.text.replies)):
-                lengths = ", ".join(f"{language} {value}" for language, value in scores.mean_length.items())
-                lines.append(
-                    f"| {report.model_id} | {kind} | {scores.written} / {scores.references} | {_figure(scores.chrf)} | "
-                    f"{_figure(scores.names_problem)} | {_figure(scores.in_chat_language)} | "
-                    f"{_figure(scores.boilerplate_share)} \"{scores.boilerplate_run or ''}\" | {lengths} |"
-                )
-    return "\n".join(lines)
+    return _markdown_table(
+        ["model", "text", "written / references", "chrF", "names the problem", "in the chat's language",
+         "most common 6 words: share", "mean length (words; ko: characters)"],
+        (
+            [
+                report.model_id, kind, f"{scores.written} / {scores.references}", _figure(scores.chrf),
+                _figure(scores.names_problem), _figure(scores.in_chat_language),
+                f"{_figure(scores.boilerplate_share)} \"{scores.boilerplate_run or ''}\"",
+                ", ".join(f"{language} {value}" for language, value in scores.mean_length.items()),
+            ]
+            for report in comparison.reports if report.text
+            for kind, scores in (("summaries", report.text.summaries), ("replies", report.text.replies))
+        ),
+    )
+
+
+def _markdown_table(header: list[str], rows: Iterable[list]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(str(cell) for cell in line) + " |" for line in lines)
 
 
 def _figure(value: float | None) -> str:
