@@ -44,7 +44,7 @@ def paired_difference(
         macro_recall_difference=round(float(difference(truth, ours, theirs)), 4),
         low=round(float(interval.low), 4), high=round(float(interval.high), 4),
         only_this_right=only_other, only_first_right=only_first,
-        mcnemar_p=round(binomtest(only_other, discordant).pvalue, 4) if discordant else 1.0,
+        mcnemar_p=binomtest(only_other, discordant).pvalue if discordant else 1.0,
     )
 
 
