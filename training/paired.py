@@ -16,6 +16,9 @@ from pipeline.contracts import PairedDifference
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
+# Resamples drawn at once: each is a copy of every row, so all 10,000 at once would cost memory in proportion to the
+# file (650 MB for 2,000 rows).
+BATCH = 250
 # A row without a valid label counts as wrong for every class, as in `training.evaluate.score`.
 NO_LABEL = 9
 
@@ -33,7 +36,7 @@ def paired_difference(
     ours, theirs = (np.asarray([NO_LABEL if p.get(i) is None else p[i] for i in ids]) for _, p in (first, other))
     difference = functools.partial(_difference, classes=tuple(classes))
     interval = bootstrap(
-        (truth, ours, theirs), difference, paired=True, vectorized=True, n_resamples=RESAMPLES,
+        (truth, ours, theirs), difference, paired=True, vectorized=True, n_resamples=RESAMPLES, batch=BATCH,
         confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(0),
     ).confidence_interval
     only_first = int(((ours == truth) & (theirs != truth)).sum())
